@@ -72,8 +72,7 @@ def parse_code(text: str) -> PhoneCode:
             continue
         if not ("0" <= ch <= "9"):
             raise CodeCharacterError(
-                "The code has only digits, for example 482-913-775. "
-                f"Remove {ch!r} and try again."
+                f"The code has only digits, for example 482-913-775. Remove {ch!r} and try again."
             )
         digits.append(ch)
     if not digits:

@@ -53,8 +53,5 @@ guess per session gives an attacker 1 in 10^6."""
 NAMEPLATE_TTL_SECONDS = 600
 """An unclaimed nameplate expires after 10 minutes (issue: relay)."""
 
-RESUME_GRACE_SECONDS = 30.0
-"""A dropped link may resume the same consented session within this window."""
-
 CONSENT_TIMEOUT_SECONDS = 120.0
 """A consent prompt left unanswered this long is *denied*, never accepted."""

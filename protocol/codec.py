@@ -1,0 +1,177 @@
+"""Bytes ⇄ messages: msgpack arrays `[tag, field, field, ...]`, strictly checked.
+
+Every fault in received bytes becomes `DecodeError` (or `MessageTooLarge`),
+never another exception: size is checked before msgpack allocates anything,
+msgpack's own limits bound every string, blob and array, maps and extension
+types are refused, and the message's own validation runs last.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import fields
+from enum import IntEnum
+from typing import Any
+
+import msgpack
+
+from protocol.errors import DecodeError, LocalProtocolError, MessageTooLarge
+from protocol.limits import MAX_CONTROL_MESSAGE_SIZE, MAX_FIELDS, MAX_MESSAGE_SIZE
+from protocol.messages import (
+    ENVELOPE_TAGS,
+    INNER_TAGS,
+    MESSAGE_TYPES,
+    InvalidField,
+    Message,
+    Struct,
+)
+
+ENVELOPE_OVERHEAD = 64
+"""Bytes an envelope adds around a sealed inner message (tag, counter, tag, headers)."""
+
+MAX_ENVELOPE_SIZE = MAX_MESSAGE_SIZE + ENVELOPE_OVERHEAD
+"""The largest WebSocket message anyone should accept."""
+
+
+def encode(message: Message) -> bytes:
+    """Serialise a message. Raises LocalProtocolError for an object that is not a message."""
+    if not isinstance(message, Message):
+        raise LocalProtocolError(f"not a message: {type(message).__name__}")
+    return msgpack.packb(_to_wire(message), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _to_wire(obj: Any) -> Any:
+    if isinstance(obj, Message):
+        return [obj.TAG, *(_to_wire(getattr(obj, f.name)) for f in fields(obj))]  # type: ignore[arg-type]
+    if isinstance(obj, Struct):
+        return [_to_wire(getattr(obj, f.name)) for f in fields(obj)]  # type: ignore[arg-type]
+    if isinstance(obj, tuple):
+        return [_to_wire(v) for v in obj]
+    if isinstance(obj, IntEnum):
+        return int(obj)
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return int(obj)  # IntFlag and friends
+    return obj
+
+
+def decode_envelope(data: bytes, *, max_size: int = MAX_ENVELOPE_SIZE) -> Message:
+    """Decode what travels between an end and the relay.
+
+    Raises:
+        MessageTooLarge: `data` is longer than `max_size`, or a field over its limit.
+        DecodeError: anything else wrong, including an inner tag outside a Sealed box.
+    """
+    return _decode(data, max_size, ENVELOPE_TAGS, "envelope")
+
+
+def decode_control(data: bytes) -> Message:
+    """Decode an envelope the relay must parse itself, under the control-size limit.
+
+    The relay forwards `Sealed` boxes without looking inside; everything else it
+    reads is small, so it is held to MAX_CONTROL_MESSAGE_SIZE unless it is Sealed.
+    """
+    if len(data) > MAX_CONTROL_MESSAGE_SIZE and _peek_tag(data) != _SEALED_TAG:
+        raise MessageTooLarge(f"control message of {len(data)} bytes is over the limit")
+    return decode_envelope(data)
+
+
+def decode_inner(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Message:
+    """Decode a message opened from a Sealed box. Raises DecodeError / MessageTooLarge."""
+    return _decode(data, max_size, INNER_TAGS, "sealed")
+
+
+_SEALED_TAG = 11
+
+
+def _peek_tag(data: bytes) -> int | None:
+    # fixarray header then a positive fixint: how every envelope starts
+    if len(data) >= 2 and 0x90 <= data[0] <= 0x9F and data[1] < 0x80:
+        return data[1]
+    return None
+
+
+def _decode(data: bytes, max_size: int, tags: range, family: str) -> Message:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    if len(data) > max_size:
+        raise MessageTooLarge(f"message of {len(data)} bytes is over the {max_size}-byte limit")
+    try:
+        wire = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=max_size,
+            max_bin_len=max_size,
+            max_array_len=max(MAX_FIELDS, 4096),
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData) as exc:
+        # includes UnicodeDecodeError, StackError, FormatError, ExtraData, and limit faults
+        raise DecodeError(f"not a valid message: {type(exc).__name__}") from None
+    if not isinstance(wire, list) or not wire:
+        raise DecodeError("a message is a non-empty array")
+    tag = wire[0]
+    if type(tag) is not int:
+        raise DecodeError("message tag is not an integer")
+    if tag not in tags:
+        raise DecodeError(f"tag {tag} is not a {family} message")
+    cls = MESSAGE_TYPES.get(tag)
+    if cls is None:
+        raise DecodeError(f"unknown message tag {tag}")
+    try:
+        return _build(cls, wire[1:])  # type: ignore[return-value]
+    except InvalidField as exc:
+        error = MessageTooLarge if exc.too_large else DecodeError
+        raise error(str(exc)) from None
+
+
+def _build(cls: type[Struct], values: list[Any]) -> Struct:
+    specs = fields(cls)  # type: ignore[arg-type]
+    if len(values) != len(specs):
+        raise InvalidField(f"{cls.__name__}: expected {len(specs)} fields, got {len(values)}")
+    nested = _nested_types(cls)
+    kwargs: dict[str, Any] = {}
+    for spec, value in zip(specs, values, strict=True):
+        inner = nested.get(spec.name)
+        if inner is not None and value is not None:
+            is_many, record = inner
+            if is_many:
+                if not isinstance(value, list):
+                    raise InvalidField(f"{cls.__name__}.{spec.name}: expected a list")
+                if len(value) > spec.metadata.get("max_items", 0):
+                    raise InvalidField(
+                        f"{cls.__name__}.{spec.name}: too many items", too_large=True
+                    )
+                value = tuple(_build_record(record, v, cls, spec.name) for v in value)
+            else:
+                value = _build_record(record, value, cls, spec.name)
+        kwargs[spec.name] = value
+    return cls(**kwargs)
+
+
+def _build_record(record: type[Struct], value: Any, owner: type, name: str) -> Struct:
+    if not isinstance(value, list):
+        raise InvalidField(f"{owner.__name__}.{name}: expected a {record.__name__} array")
+    return _build(record, value)
+
+
+_NESTED_CACHE: dict[type, dict[str, tuple[bool, type[Struct]]]] = {}
+
+
+def _nested_types(cls: type[Struct]) -> dict[str, tuple[bool, type[Struct]]]:
+    cached = _NESTED_CACHE.get(cls)
+    if cached is not None:
+        return cached
+    found: dict[str, tuple[bool, type[Struct]]] = {}
+    for name, tp in typing.get_type_hints(cls).items():
+        if name == "TAG":
+            continue
+        many = typing.get_origin(tp) is tuple
+        candidates = typing.get_args(tp) if typing.get_args(tp) else (tp,)
+        for candidate in candidates:
+            if isinstance(candidate, type) and issubclass(candidate, Struct):
+                found[name] = (many, candidate)
+    _NESTED_CACHE[cls] = found
+    return found
