@@ -1,0 +1,1 @@
+"""zgoda agent."""
