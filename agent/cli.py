@@ -1,0 +1,61 @@
+"""`zgoda agent`: the PC side from a terminal.
+
+    zgoda agent connect CODE [--config PATH] [--rights-prompt terminal]
+    zgoda agent config [--config PATH]
+
+`connect` is the terminal front of the session engine: nothing opens a socket
+until it runs, the consent prompt is asked on the terminal, and Ctrl+C (or
+typing `end`) ends the session. `config` prints the effective configuration, so
+an admin can check what the MSI or the TOML file set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from protocol.codes import parse_code
+from protocol.errors import CodeError, ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zgoda agent", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    connect = commands.add_parser("connect", help="connect with the code the consultant reads")
+    connect.add_argument("code", help="the 9-digit code, e.g. 482-913-775")
+    connect.add_argument("--config", type=Path, help="TOML config file")
+    connect.add_argument(
+        "--rights-prompt",
+        choices=("terminal",),
+        default="terminal",
+        help="where the consent prompt is asked (the tray UI adds its own front)",
+    )
+    show = commands.add_parser("config", help="print the effective configuration")
+    show.add_argument("--config", type=Path, help="TOML config file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand; returns the process exit code (2 for bad usage or config)."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from agent.config import load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"zgoda agent: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        for name in ("relay_url", "relay_key", "tls_pin", "org_name", "language"):
+            print(f"{name} = {getattr(config, name)!r}")
+        print(f"# agent endpoint: {config.agent_ws_url}")
+        return 0
+    try:
+        code = parse_code(args.code)
+    except CodeError as exc:
+        print(f"zgoda agent: {exc}", file=sys.stderr)
+        return 2
+    from agent.terminal import run_terminal_session
+
+    return run_terminal_session(config, code)
