@@ -61,7 +61,7 @@ def decode_envelope(data: bytes, *, max_size: int = MAX_ENVELOPE_SIZE) -> Messag
         MessageTooLarge: `data` is longer than `max_size`, or a field over its limit.
         DecodeError: anything else wrong, including an inner tag outside a Sealed box.
     """
-    return _decode(data, max_size, ENVELOPE_TAGS, "envelope")
+    return _decode(data, max_size, ENVELOPE_TAGS, "an envelope")
 
 
 def decode_control(data: bytes) -> Message:
@@ -77,7 +77,7 @@ def decode_control(data: bytes) -> Message:
 
 def decode_inner(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Message:
     """Decode a message opened from a Sealed box. Raises DecodeError / MessageTooLarge."""
-    return _decode(data, max_size, INNER_TAGS, "sealed")
+    return _decode(data, max_size, INNER_TAGS, "a sealed")
 
 
 _SEALED_TAG = 11
@@ -116,7 +116,7 @@ def _decode(data: bytes, max_size: int, tags: range, family: str) -> Message:
     if type(tag) is not int:
         raise DecodeError("message tag is not an integer")
     if tag not in tags:
-        raise DecodeError(f"tag {tag} is not a {family} message")
+        raise DecodeError(f"tag {tag} is not {family} message")
     cls = MESSAGE_TYPES.get(tag)
     if cls is None:
         raise DecodeError(f"unknown message tag {tag}")
