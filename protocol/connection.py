@@ -301,7 +301,7 @@ class Connection:
         self._events.append(message)
 
     def _fail(self, error: ProtocolError) -> None:
-        if not self.session.live:
+        if self.ended is not None:
             return
         was_keyed = self._channel is not None and self.session.state is not State.PAIRING
         self.session.fail()
