@@ -109,8 +109,7 @@ def run(report_path: Path | None = None) -> dict[str, object]:
     wrong_end = [e for e in wrong.agent_events if isinstance(e, SessionEnded)]
     _say(
         "second call, user mistypes the code",
-        f"{wrong_end[0].reason.name if wrong_end else '?'}; nameplate burnt: "
-        f"{bool(wrong.aborts)}",
+        f"{wrong_end[0].reason.name if wrong_end else '?'}; nameplate burnt: {bool(wrong.aborts)}",
     )
     report.update(
         {

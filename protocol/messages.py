@@ -384,6 +384,13 @@ def _need(condition: bool, why: str) -> None:
         raise InvalidField(why)
 
 
+def _check_nameplate(owner: str, nameplate: str) -> None:
+    _need(
+        len(nameplate) == NAMEPLATE_DIGITS and nameplate.isascii() and nameplate.isdigit(),
+        f"{owner}.nameplate: must be {NAMEPLATE_DIGITS} digits",
+    )
+
+
 # ------------------------------------------------------------------ nested records
 
 
@@ -451,6 +458,9 @@ class NameplateAllocated(Message):
     expires_at: float = number(0, 2**40)
     attestation: bytes = blob(2048)
 
+    def validate(self) -> None:
+        _check_nameplate("NameplateAllocated", self.nameplate)
+
 
 @message(3)
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -459,6 +469,9 @@ class ClaimNameplate(Message):
 
     nameplate: str = text(NAMEPLATE_DIGITS)
     protocol_version: int = number(0, 65535)
+
+    def validate(self) -> None:
+        _check_nameplate("ClaimNameplate", self.nameplate)
 
 
 @message(4)

@@ -68,7 +68,9 @@ def test_signed_but_wrong_shape_is_refused() -> None:
 def test_public_key_text_round_trips_and_bad_text_is_a_config_error() -> None:
     text = attest.public_key_text(KEY.public_key())
     blob = attest.sign(STATEMENT, KEY)
-    assert attest.verify(blob, attest.load_public_key(text), nameplate="482", now=0).org == "Example"
+    assert (
+        attest.verify(blob, attest.load_public_key(text), nameplate="482", now=0).org == "Example"
+    )
     with pytest.raises(ConfigError, match="base64"):
         attest.load_public_key("not base64!")
     with pytest.raises(ConfigError, match="32 bytes"):

@@ -21,9 +21,9 @@ from protocol.messages import Confirm, Pake, Party
 CODE = PhoneCode("482", "913775")
 
 
-def keyed(console_code: PhoneCode = CODE, agent_code: PhoneCode = CODE) -> tuple[
-    SessionKeys, SessionKeys
-]:
+def keyed(
+    console_code: PhoneCode = CODE, agent_code: PhoneCode = CODE
+) -> tuple[SessionKeys, SessionKeys]:
     console, agent = Handshake(Party.CONSOLE, console_code), Handshake(Party.AGENT, agent_code)
     to_agent, to_console = console.start(), agent.start()
     confirm_from_console = console.receive_pake(to_console)
@@ -38,7 +38,10 @@ def test_same_code_gives_mirrored_keys() -> None:
 
 
 def test_wrong_secret_is_a_wrong_code_error_on_both_ends() -> None:
-    console, agent = Handshake(Party.CONSOLE, CODE), Handshake(Party.AGENT, PhoneCode("482", "913776"))
+    console, agent = (
+        Handshake(Party.CONSOLE, CODE),
+        Handshake(Party.AGENT, PhoneCode("482", "913776")),
+    )
     a, b = console.start(), agent.start()
     c1, c2 = console.receive_pake(b), agent.receive_pake(a)
     with pytest.raises(WrongCodeError):
@@ -124,7 +127,9 @@ def test_reordered_boxes_are_a_gap_error(channels: tuple[Channel, Channel]) -> N
 
 
 @pytest.mark.parametrize("position", [0, 7, 8, 20, -1])
-def test_any_flipped_bit_is_a_tamper_error(channels: tuple[Channel, Channel], position: int) -> None:
+def test_any_flipped_bit_is_a_tamper_error(
+    channels: tuple[Channel, Channel], position: int
+) -> None:
     console, agent = channels
     box = bytearray(console.seal(b"type: rm -rf"))
     box[position] ^= 0x01

@@ -9,8 +9,18 @@ import sys
 import protocol
 
 FORBIDDEN = (
-    "asyncio", "websockets", "aiohttp", "mss", "pynput", "pystray", "tkinter", "PySide6",
-    "socket", "selectors", "threading", "qasync",
+    "asyncio",
+    "websockets",
+    "aiohttp",
+    "mss",
+    "pynput",
+    "pystray",
+    "tkinter",
+    "PySide6",
+    "socket",
+    "selectors",
+    "threading",
+    "qasync",
 )
 
 

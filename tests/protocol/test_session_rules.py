@@ -43,7 +43,9 @@ FRAME = Frame(
     captured_at_ns=1,
     width=64,
     height=64,
-    regions=(Region(x=0, y=0, width=8, height=8, encoding=Encoding.SOLID, data=b"\x00\x00\xff\xff"),),
+    regions=(
+        Region(x=0, y=0, width=8, height=8, encoding=Encoding.SOLID, data=b"\x00\x00\xff\xff"),
+    ),
 )
 KEY = KeyEvent(key="a", down=True)
 
@@ -358,9 +360,12 @@ def test_agent_refuses_an_attestation_for_another_organisation() -> None:
 def test_console_cannot_ask_twice() -> None:
     pair = Pair()
     pair.user_connects()
-    forge(pair.console, SessionRequest(
-        consultant="x", ticket_id="y", ticket_title="z", rights=Rights.CONTROL, attestation=b""
-    ))
+    forge(
+        pair.console,
+        SessionRequest(
+            consultant="x", ticket_id="y", ticket_title="z", rights=Rights.CONTROL, attestation=b""
+        ),
+    )
     pair.pump()
     assert agent_of(pair).state is State.FAILED
 
