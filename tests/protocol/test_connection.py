@@ -75,7 +75,7 @@ def test_the_opening_events_arrive_in_order() -> None:
         (b"\x00" * (9 * 1024 * 1024), MessageTooLarge),
         (encode(Confirm(mac=bytes(32))), UnexpectedMessage),  # before any Pake
         (encode(Sealed(box=bytes(40))), UnexpectedMessage),  # before keys
-        (encode(NameplateAllocated(nameplate="1", expires_at=1, attestation=b"")), DecodeError),
+        (msgpack.packb([NameplateAllocated.TAG, "1", 1.0, b""]), DecodeError),
     ],
 )
 def test_bad_bytes_before_keys_end_with_a_close_code_and_an_abort(
