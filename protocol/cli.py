@@ -11,6 +11,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("protocol.demo", "run a real protocol session between two in-process peers"),
+    "relay": ("relay.cli", "run and administer the relay"),
     "console": ("console.cli", "the consultant's desktop app (and headless commands)"),
     "agent": ("agent.cli", "the PC side: connect with a code, consent on the terminal"),
 }

@@ -1,0 +1,135 @@
+"""The remote screen as one reused BGRA numpy array, updated region by region.
+
+Frames arrive as changed regions (`protocol.messages.Frame`); decoding each one
+into the same array keeps a long session at constant memory, and BGRA is what
+`QImage.Format_RGB32` paints without a conversion on little-endian machines.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import simplejpeg
+
+from console.errors import BadFrame
+from protocol.messages import CursorShape, Encoding, Frame, Region
+
+CURTAIN_BGRA = (0x30, 0x28, 0x24, 0xFF)
+"""The colour a BLANK region is filled with: a dark slate the app draws its
+"screen hidden" overlay on, so even a headless screenshot shows the curtain."""
+
+Pixels = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class Rect:
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class FrameBuffer:
+    """One BGRA image of the selected monitor, at the size the agent last sent.
+
+    `apply()` decodes a frame into it in place; the array is reallocated only
+    when the remote screen changes size (resolution or monitor switch).
+    """
+
+    def __init__(self) -> None:
+        self.pixels: Pixels = np.zeros((1, 1, 4), dtype=np.uint8)
+        self.width = 0
+        self.height = 0
+        self.curtain = False  # the agent withholds the screen (BLANK regions)
+        self.encodings: set[Encoding] = set()  # what the last frame used, for the status line
+        self.generation = 0  # bumps on every applied frame: cheap "has it changed?" check
+        self.allocations = 0  # how often the array was (re)allocated: a test watches this
+
+    @property
+    def empty(self) -> bool:
+        return self.width == 0
+
+    def apply(self, frame: Frame) -> Rect | None:
+        """Decode every region of `frame` into the buffer; return the changed bounding box.
+
+        Raises:
+            BadFrame: a region's data is not valid JPEG/zlib, or decodes to another size.
+        """
+        if (frame.width, frame.height) != (self.width, self.height):
+            self._resize(frame.width, frame.height)
+        if not frame.regions:
+            return None
+        blank = False
+        used: set[Encoding] = set()
+        x0, y0, x1, y1 = frame.width, frame.height, 0, 0
+        for region in frame.regions:
+            self._apply_region(region)
+            used.add(region.encoding)
+            blank = blank or region.encoding is Encoding.BLANK
+            x0, y0 = min(x0, region.x), min(y0, region.y)
+            x1, y1 = max(x1, region.x + region.width), max(y1, region.y + region.height)
+        self.curtain = blank
+        self.encodings = used
+        self.generation += 1
+        return Rect(x0, y0, x1 - x0, y1 - y0)
+
+    def _resize(self, width: int, height: int) -> None:
+        self.pixels = np.zeros((height, width, 4), dtype=np.uint8)
+        self.pixels[:, :, 3] = 0xFF
+        self.width, self.height = width, height
+        self.allocations += 1
+
+    def _apply_region(self, region: Region) -> None:
+        target = self.pixels[
+            region.y : region.y + region.height, region.x : region.x + region.width
+        ]
+        if region.encoding is Encoding.SOLID:
+            target[:] = np.frombuffer(region.data, dtype=np.uint8)
+        elif region.encoding is Encoding.BLANK:
+            target[:] = CURTAIN_BGRA
+        elif region.encoding is Encoding.ZLIB_BGRA:
+            target[:] = _inflate(region)
+        elif region.encoding is Encoding.JPEG:
+            target[:] = _decode_jpeg(region)
+        else:  # pragma: no cover - the codec only builds known Encoding members
+            raise BadFrame(f"unknown region encoding {region.encoding!r}")
+
+    def copy(self) -> Pixels:
+        """A snapshot of the visible pixels (for a screenshot; the live buffer keeps changing)."""
+        return self.pixels[: max(self.height, 1), : max(self.width, 1)].copy()
+
+
+def _inflate(region: Region) -> Pixels:
+    expected = region.width * region.height * 4
+    inflater = zlib.decompressobj()
+    try:
+        # max_length bounds the output: a zlib bomb stops at the region's own size
+        raw = inflater.decompress(region.data, expected)
+    except zlib.error as exc:
+        raise BadFrame(f"a lossless region does not inflate: {exc}") from None
+    if len(raw) != expected or inflater.unconsumed_tail or not inflater.eof:
+        raise BadFrame(
+            f"a lossless {region.width}x{region.height} region holds the wrong number of bytes"
+        )
+    return np.frombuffer(raw, dtype=np.uint8).reshape(region.height, region.width, 4)
+
+
+def _decode_jpeg(region: Region) -> Pixels:
+    try:
+        image: Pixels = simplejpeg.decode_jpeg(region.data, colorspace="BGRA")
+    except (ValueError, RuntimeError) as exc:
+        raise BadFrame(f"a JPEG region does not decode: {exc}") from None
+    if image.shape[:2] != (region.height, region.width):
+        raise BadFrame(
+            f"a JPEG region is {image.shape[1]}x{image.shape[0]}, "
+            f"not the stated {region.width}x{region.height}"
+        )
+    return image
+
+
+def cursor_pixels(shape: CursorShape) -> Pixels:
+    """The cursor image as an RGBA array (height, width, 4)."""
+    return np.frombuffer(shape.rgba, dtype=np.uint8).reshape(shape.height, shape.width, 4)
