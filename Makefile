@@ -36,7 +36,7 @@ unit: $(STAMP)
 		rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 bench: system $(STAMP)
-	$(BIN)/python bench/protocol.py
+	$(BIN)/python -m bench.protocol
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache demo-output bench/out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import typing
 from dataclasses import fields
-from enum import IntEnum
 from typing import Any
 
 import msgpack
@@ -40,18 +39,17 @@ def encode(message: Message) -> bytes:
     return msgpack.packb(_to_wire(message), use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def _to_wire(obj: Any) -> Any:
-    if isinstance(obj, Message):
-        return [obj.TAG, *(_to_wire(getattr(obj, f.name)) for f in fields(obj))]  # type: ignore[arg-type]
-    if isinstance(obj, Struct):
-        return [_to_wire(getattr(obj, f.name)) for f in fields(obj)]  # type: ignore[arg-type]
-    if isinstance(obj, tuple):
-        return [_to_wire(v) for v in obj]
-    if isinstance(obj, IntEnum):
-        return int(obj)
-    if isinstance(obj, int) and not isinstance(obj, bool):
-        return int(obj)  # IntFlag and friends
-    return obj
+def _to_wire(obj: Struct) -> list[Any]:
+    # msgpack packs IntEnum/IntFlag as ints and tuples as arrays: only nested records
+    # need turning into arrays.
+    plan = _PLANS.get(type(obj)) or _plan(type(obj))
+    out: list[Any] = [obj.TAG] if isinstance(obj, Message) else []
+    for name, nested in plan:
+        value = getattr(obj, name)
+        if nested is not None and value is not None:
+            value = [_to_wire(r) for r in value] if nested[0] else _to_wire(value)
+        out.append(value)
+    return out
 
 
 def decode_envelope(data: bytes, *, max_size: int = MAX_ENVELOPE_SIZE) -> Message:
@@ -128,26 +126,22 @@ def _decode(data: bytes, max_size: int, tags: range, family: str) -> Message:
 
 
 def _build(cls: type[Struct], values: list[Any]) -> Struct:
-    specs = fields(cls)  # type: ignore[arg-type]
-    if len(values) != len(specs):
-        raise InvalidField(f"{cls.__name__}: expected {len(specs)} fields, got {len(values)}")
-    nested = _nested_types(cls)
+    plan = _PLANS.get(cls) or _plan(cls)
+    if len(values) != len(plan):
+        raise InvalidField(f"{cls.__name__}: expected {len(plan)} fields, got {len(values)}")
     kwargs: dict[str, Any] = {}
-    for spec, value in zip(specs, values, strict=True):
-        inner = nested.get(spec.name)
-        if inner is not None and value is not None:
-            is_many, record = inner
-            if is_many:
+    for (name, nested), value in zip(plan, values, strict=True):
+        if nested is not None and value is not None:
+            many, record, max_items = nested
+            if many:
                 if not isinstance(value, list):
-                    raise InvalidField(f"{cls.__name__}.{spec.name}: expected a list")
-                if len(value) > spec.metadata.get("max_items", 0):
-                    raise InvalidField(
-                        f"{cls.__name__}.{spec.name}: too many items", too_large=True
-                    )
-                value = tuple(_build_record(record, v, cls, spec.name) for v in value)
+                    raise InvalidField(f"{cls.__name__}.{name}: expected a list")
+                if len(value) > max_items:
+                    raise InvalidField(f"{cls.__name__}.{name}: too many items", too_large=True)
+                value = tuple([_build_record(record, v, cls, name) for v in value])
             else:
-                value = _build_record(record, value, cls, spec.name)
-        kwargs[spec.name] = value
+                value = _build_record(record, value, cls, name)
+        kwargs[name] = value
     return cls(**kwargs)
 
 
@@ -157,21 +151,21 @@ def _build_record(record: type[Struct], value: Any, owner: type, name: str) -> S
     return _build(record, value)
 
 
-_NESTED_CACHE: dict[type, dict[str, tuple[bool, type[Struct]]]] = {}
+_Nested = tuple[bool, type[Struct], int]
+_PLANS: dict[type, list[tuple[str, _Nested | None]]] = {}
 
 
-def _nested_types(cls: type[Struct]) -> dict[str, tuple[bool, type[Struct]]]:
-    cached = _NESTED_CACHE.get(cls)
-    if cached is not None:
-        return cached
-    found: dict[str, tuple[bool, type[Struct]]] = {}
-    for name, tp in typing.get_type_hints(cls).items():
-        if name == "TAG":
-            continue
+def _plan(cls: type[Struct]) -> list[tuple[str, _Nested | None]]:
+    """Per class, once: each field's name and, for nested records, how to build them."""
+    hints = typing.get_type_hints(cls)
+    plan: list[tuple[str, _Nested | None]] = []
+    for spec in fields(cls):  # type: ignore[arg-type]
+        tp = hints[spec.name]
         many = typing.get_origin(tp) is tuple
-        candidates = typing.get_args(tp) if typing.get_args(tp) else (tp,)
-        for candidate in candidates:
+        nested: _Nested | None = None
+        for candidate in typing.get_args(tp) or (tp,):
             if isinstance(candidate, type) and issubclass(candidate, Struct):
-                found[name] = (many, candidate)
-    _NESTED_CACHE[cls] = found
-    return found
+                nested = (many, candidate, spec.metadata.get("max_items", 0))
+        plan.append((spec.name, nested))
+    _PLANS[cls] = plan
+    return plan

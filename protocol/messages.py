@@ -243,6 +243,49 @@ class _Checker:
     def fail(self, why: str, *, too_large: bool = False) -> typing.NoReturn:
         raise InvalidField(f"{self.owner}.{self.name}: {why}", too_large=too_large)
 
+    def fast(self) -> typing.Callable[[Any], Any]:
+        """A check specialised for this field's kind: the common, valid case costs one
+        or two comparisons; anything else takes the full `check` (which normalises or raises)."""
+        meta, full, kind = self.meta, self.check, self.kind
+        if kind is int:
+            lo, hi = meta.get("range", _INT64)
+            return lambda v: v if type(v) is int and lo <= v <= hi else full(v)
+        if kind is bytes:
+            most, least = meta.get("max_length", MAX_MESSAGE_SIZE), meta.get("min_length", 0)
+            return lambda v: v if type(v) is bytes and least <= len(v) <= most else full(v)
+        if kind is str:
+            most = meta.get("max_length", MAX_STRING_LENGTH)
+            return lambda v: v if type(v) is str and len(v) <= most else full(v)
+        if kind is bool:
+            return lambda v: v if type(v) is bool else full(v)
+        if isinstance(kind, type) and issubclass(kind, IntEnum) and not issubclass(kind, IntFlag):
+            members: dict[int, IntEnum] = {int(m): m for m in kind}
+
+            def enum(v: Any) -> Any:
+                if type(v) is kind:
+                    return v
+                member = members.get(v) if type(v) is int else None
+                return member if member is not None else full(v)
+
+            return enum
+        if (
+            kind is tuple
+            and isinstance(self.item_type, type)
+            and issubclass(self.item_type, Struct)
+        ):
+            item, most = self.item_type, meta.get("max_items", MAX_REGIONS_PER_FRAME)
+
+            def records(v: Any) -> Any:
+                if type(v) is tuple and len(v) <= most:
+                    for r in v:
+                        if type(r) is not item:
+                            return full(v)
+                    return v
+                return full(v)
+
+            return records
+        return full
+
     def check(self, value: Any) -> Any:
         """Return the value to store (enums and floats normalised) or raise InvalidField."""
         if value is None:
@@ -335,18 +378,23 @@ class Struct:
         checkers = cls.__dict__.get("_checkers_built")
         if checkers is None:
             checkers = _build_checkers(cls)
-        for checker in checkers:
-            value = checker.check(getattr(self, checker.name))
-            object.__setattr__(self, checker.name, value)
+        for name, check in checkers:
+            value = getattr(self, name)
+            checked = check(value)
+            if checked is not value:
+                object.__setattr__(self, name, checked)
         self.validate()
 
     def validate(self) -> None:
         """Cross-field rules; raise `InvalidField`."""
 
 
-def _build_checkers(cls: type) -> tuple[_Checker, ...]:
+def _build_checkers(cls: type) -> tuple[tuple[str, typing.Callable[[Any], Any]], ...]:
     hints = typing.get_type_hints(cls)
-    checkers = tuple(_Checker(cls.__name__, f.name, hints[f.name], f.metadata) for f in fields(cls))
+    checkers = tuple(
+        (f.name, _Checker(cls.__name__, f.name, hints[f.name], f.metadata).fast())
+        for f in fields(cls)
+    )
     cls._checkers_built = checkers  # type: ignore[attr-defined]
     return checkers
 
