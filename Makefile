@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench system clean
+.PHONY: demo test lint typecheck unit bench system clean msi
 
 demo: system $(STAMP)
 	$(BIN)/zgoda demo
@@ -34,6 +34,10 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term -p no:cacheprovider $(PYTEST_ARGS); \
 		rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+# The agent's MSI (PyInstaller + wixl here, WiX on Windows): see docs/deploying.md.
+msi: system $(STAMP)
+	$(BIN)/python -m installer.build
 
 bench: system $(STAMP)
 	$(BIN)/python -m bench.protocol
