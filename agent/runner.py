@@ -1,0 +1,786 @@
+"""The session engine: one session, from the user's click to its end (issue 4).
+
+`SessionRunner` is the agent's shell around `protocol.connection.AgentConnection`
+(STYLE §2): it is the one place that receives from the relay, feeds the
+protocol, sends what the protocol returns and acts on its events. What the
+session may do is never decided here but read from the protocol's table
+(`conn.state`): after every event and every local action, `_apply_state()`
+makes the world match it:
+
+* screen allowed (VIEWING, CONTROLLING, ESCALATING) ⇔ a stream task with a
+  `ScreenCapture` exists;
+* CONTROLLING ⇔ an `Injector` exists (created on *Allow control*, closed —
+  keys released — the moment control ends).
+
+Nothing touches the network before `start()` (the user's click), and nothing
+touches the display before the user's *Allow*.
+
+Threads: the runner owns one thread running an asyncio loop. The front end
+(`agent.frontend.SessionUI`) is called on that thread; the front end calls the
+runner's public methods (`end`, `hand_back`, ...) from any thread. Capture and
+encoding run on a one-thread executor; input on the injector's thread.
+
+There is no resume: when the link drops, the session ends (PEER_LOST), and a new
+session needs a new code and a new click. The protocol has no resume message yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from agent.config import AgentConfig
+from agent.frontend import ConsentAnswer, Phase, SessionOutcome, SessionUI
+from agent.inject import Injector
+from agent.pacing import DEFAULT_FRAME_WINDOW, DEFAULT_MAX_FPS, FramePacer
+from agent.platform import default_platform
+from agent.platform.base import MonitorInfo, Platform, PlatformError, ScreenCapture
+from agent.screen import DEFAULT_JPEG_QUALITY, FrameEncoder, TileDiff, frame_parts
+from agent.transport import TlsPinMismatch, open_link
+from protocol.codes import PhoneCode
+from protocol.connection import (
+    AgentConnection,
+    ConsentRequested,
+    Dropped,
+    EscalationRequested,
+    Keyed,
+    NameplateClaimed,
+    PeerConnected,
+    SessionEnded,
+    SessionIdAssigned,
+)
+from protocol.errors import AttestationError, LocalProtocolError
+from protocol.limits import CONSENT_TIMEOUT_SECONDS
+from protocol.messages import (
+    INPUT_MESSAGES,
+    ClipboardText,
+    Cursor,
+    DenyReason,
+    EndReason,
+    Frame,
+    FrameAck,
+    HandBackRequest,
+    Message,
+    MonitorLayout,
+    Notice,
+    NoticeCode,
+    Party,
+    Pong,
+    Rights,
+    SelectMonitor,
+)
+from protocol.session import State
+
+log = logging.getLogger(__name__)
+
+SCREEN_RETRY_SECONDS = 1.0
+"""How long to wait after the screen could not be read (secure desktop, a mode
+change) before trying again; the consultant gets one notice, not one per frame."""
+
+CLOSE_TIMEOUT = 2.0
+"""Seconds to flush the final End and receipts before dropping the link anyway."""
+
+_NOTICE_STATES = (State.VIEWING, State.CONTROLLING, State.ESCALATING)
+_HAND_BACK_STATES = (State.HAND_BACK_VIEWING, State.HAND_BACK_CONTROLLING)
+_PHASES = {
+    State.PAIRING: Phase.VERIFYING,
+    State.KEYED: Phase.VERIFYING,
+    State.REQUESTED: Phase.VERIFYING,
+    State.CONSENT_PENDING: Phase.ASKING,
+    State.VIEWING: Phase.VIEWING,
+    State.CONTROLLING: Phase.CONTROLLING,
+    State.ESCALATING: Phase.ESCALATING,
+    State.HAND_BACK_VIEWING: Phase.HAND_BACK,
+    State.HAND_BACK_CONTROLLING: Phase.HAND_BACK,
+    State.ENDED: Phase.ENDING,
+    State.FAILED: Phase.ENDING,
+}
+
+
+@dataclass
+class SessionStats:
+    """Counters a front end may show and tests read; updated on the engine thread."""
+
+    frames_sent: int = 0
+    frame_bytes_sent: int = 0
+    input_refused: int = 0  # input the table dropped, or that arrived while paused
+    screen_errors: int = 0
+
+
+def describe_end(ended: SessionEnded) -> str:
+    """A sentence for the user about why the session ended."""
+    reason, by = ended.reason, ended.by
+    if reason is EndReason.USER_ENDED and by is Party.AGENT:
+        return "You ended the session."
+    if reason is EndReason.CONSULTANT_ENDED or (
+        reason is EndReason.USER_ENDED and by is Party.CONSOLE
+    ):
+        return "The consultant ended the session."
+    if reason is EndReason.DENIED:
+        if isinstance(ended.error, AttestationError):
+            return (
+                "The request could not be verified as coming from your helpdesk, so it was "
+                "refused. Nothing was shared."
+            )
+        if ended.detail == DenyReason.TIMEOUT.name.lower():
+            return "Nobody answered the prompt in time, so the session was refused."
+        if by is Party.AGENT:
+            return "You refused the session. Nothing was shared."
+        return "The session was refused."
+    if reason is EndReason.WRONG_CODE:
+        return "The code did not match. Ask the consultant for a new code."
+    if reason is EndReason.RELAY_REFUSED:
+        return f"The helpdesk server refused the session: {ended.detail}"
+    if reason is EndReason.PEER_LOST:
+        return "The connection was lost, so the session has ended. Nothing is shared any more."
+    if reason is EndReason.AGENT_SHUTDOWN:
+        return "The session ended because this computer is shutting down or logging off."
+    return "The session was ended because of a communication error."
+
+
+class SessionRunner:
+    """Runs one session on its own thread. Construct on the user's click, then `start()`."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        code: PhoneCode,
+        ui: SessionUI,
+        *,
+        platform: Platform | None = None,
+        consent_timeout: float = CONSENT_TIMEOUT_SECONDS,
+        frame_window: int = DEFAULT_FRAME_WINDOW,
+        max_fps: float = DEFAULT_MAX_FPS,
+        jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    ) -> None:
+        self.config, self.code, self.ui = config, code, ui
+        self._platform = platform
+        self.consent_timeout = consent_timeout
+        self._pacer = FramePacer(window=frame_window, max_fps=max_fps)
+        self._encoder = FrameEncoder(jpeg_quality)
+        self.stats = SessionStats()
+        self.outcome: SessionOutcome | None = None
+        self.session_id: str | None = None
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # guards _loop and _pending across threads
+        self._pending: list[Callable[[], None]] = []  # front-end calls made before the loop ran
+        # engine-thread state
+        self._conn: AgentConnection | None = None
+        self._ws: ClientConnection | None = None
+        self._main_task: asyncio.Task[None] | None = None
+        self._send_lock: asyncio.Lock | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._prompt_task: asyncio.Task[None] | None = None
+        self._hand_back_task: asyncio.Task[None] | None = None
+        self._stream_task: asyncio.Task[None] | None = None
+        self._ack_event: asyncio.Event | None = None
+        self._injector: Injector | None = None
+        self._own_windows: set[str] = set()
+        self._monitor: MonitorInfo | None = None
+        self._selected: int | None = None
+        self._frame_id = 0
+        self._phase: Phase | None = None
+        self._ended: SessionEnded | None = None
+
+    # ------------------------------------------------------------ front-end side
+
+    def start(self) -> None:
+        """Open the session on a new thread. Call once, on the user's click.
+
+        Raises:
+            RuntimeError: called twice.
+        """
+        if self._thread is not None:
+            raise RuntimeError("a SessionRunner runs one session; make a new one")
+        self._thread = threading.Thread(target=self.run, name="zgoda-session")
+        self._thread.start()
+
+    def run(self) -> SessionOutcome:
+        """Run the session in the calling thread until it ends; return how it ended."""
+        try:
+            asyncio.run(self._main())
+        finally:
+            self._done.set()
+        assert self.outcome is not None
+        return self.outcome
+
+    def wait(self, timeout: float | None = None) -> SessionOutcome | None:
+        """Block until the session ended (None on timeout); joins the thread."""
+        if not self._done.wait(timeout):
+            return None
+        if self._thread is not None:
+            self._thread.join()
+        return self.outcome
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    def end(self) -> None:
+        """The user ends the session (button, tray, hotkey). Thread-safe; at once."""
+        self._call(self._end_by_user)
+
+    def hand_back(self) -> None:
+        """The user takes the keyboard back on their own (e.g. to type a password)."""
+        self._call(self._hand_back_by_user)
+
+    def withdraw_control(self) -> None:
+        """The user takes mouse and keyboard away; the consultant keeps watching."""
+        self._call(self._withdraw_control)
+
+    def set_own_window(self, name: str, visible: bool) -> None:
+        """A front-end window is shown/hidden: consultant input waits while any is shown."""
+        self._call(lambda: self._set_own_window(name, visible))
+
+    def _call(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if self._loop is None:
+                self._pending.append(fn)
+                return
+            loop = self._loop
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the session is over
+            loop.call_soon_threadsafe(fn)
+
+    # ------------------------------------------------------------ the loop
+
+    async def _main(self) -> None:
+        self._main_task = asyncio.current_task()
+        self._send_lock = asyncio.Lock()
+        self._ack_event = asyncio.Event()
+        with self._lock:
+            self._loop = asyncio.get_running_loop()
+            pending, self._pending = self._pending, []
+        try:
+            for fn in pending:
+                fn()
+            if self._ended is None:
+                await self._session()
+        except asyncio.CancelledError:
+            if self._ended is None:  # the user ended it before the relay answered
+                self._finish(SessionEnded(Party.AGENT, EndReason.USER_ENDED, "ended by the user"))
+        finally:
+            self._stop_everything()
+            await self._cancel_tasks()
+            if self._ws is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT)
+            if self._ended is None:
+                self._finish(
+                    SessionEnded(Party.AGENT, EndReason.AGENT_SHUTDOWN, "the engine stopped")
+                )
+            with self._lock:
+                self._loop = None
+            self._report_end()
+
+    async def _session(self) -> None:
+        self._status(Phase.CONNECTING, self.config.relay_url)
+        try:
+            self._ws = await open_link(self.config)
+        except TlsPinMismatch as exc:
+            self._finish(SessionEnded(Party.RELAY, EndReason.RELAY_REFUSED, str(exc)))
+            return
+        except (OSError, TimeoutError, InvalidURI, InvalidHandshake) as exc:
+            log.info("cannot reach the relay: %r", exc)
+            self._finish(
+                SessionEnded(
+                    Party.RELAY,
+                    EndReason.RELAY_REFUSED,
+                    "it cannot be reached; check the network and try again",
+                )
+            )
+            return
+        self._conn = AgentConnection(
+            code=self.code,
+            relay_key=self.config.relay_public_key,
+            org=self.config.org_name,
+            consent_timeout=self.consent_timeout,
+        )
+        await self._flush()  # ClaimNameplate: the first byte the agent ever sends
+        try:
+            async for data in self._ws:
+                self._conn.receive_data(data if isinstance(data, bytes) else data.encode())
+                self._dispatch()
+                await self._flush()
+                if self._ended is not None:
+                    return
+        except ConnectionClosed:
+            pass
+        if self._ended is None:
+            self._finish(
+                SessionEnded(Party.RELAY, EndReason.PEER_LOST, "the link to the relay was lost")
+            )
+
+    async def _flush(self) -> None:
+        """Send everything the protocol queued, in order (sealed counters must not reorder)."""
+        conn, ws, lock = self._conn, self._ws, self._send_lock
+        if conn is None or ws is None or lock is None:
+            return
+        async with lock:
+            while data := conn.data_to_send():
+                for item in data:
+                    try:
+                        await ws.send(item)
+                    except ConnectionClosed:
+                        return  # the receive loop sees the close and ends the session
+        if self._ended is not None and self._main_task is not None:
+            # The End and its receipt are out: close, which ends the receive loop.
+            self._spawn(self._close_link())
+
+    async def _close_link(self) -> None:
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("engine task failed", exc_info=exc)
+            # A failed task must not leave the session half-running: end it.
+            if self._conn is not None and self._ended is None:
+                self._conn.end(EndReason.PROTOCOL_ERROR, "agent internal error")
+                self._after_local()
+
+    async def _cancel_tasks(self) -> None:
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _after_local(self) -> None:
+        """After a local action: act on its events, send what it queued."""
+        self._dispatch()
+        if self._loop is not None and self._send_lock is not None:
+            self._spawn(self._flush())
+
+    # ------------------------------------------------------------ events
+
+    def _dispatch(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        for event in conn.events_received():
+            if isinstance(event, SessionEnded):
+                self._finish(event)
+            elif isinstance(event, NameplateClaimed):
+                self._status(Phase.WAITING_FOR_CONSULTANT)
+            elif isinstance(event, PeerConnected | Keyed):
+                self._status(Phase.VERIFYING)
+            elif isinstance(event, SessionIdAssigned):
+                self.session_id = event.session_id
+            elif isinstance(event, ConsentRequested):
+                self._prompt_task = self._spawn(self._ask_consent(event))
+            elif isinstance(event, EscalationRequested):
+                self._prompt_task = self._spawn(self._ask_escalation(event.rights))
+            elif isinstance(event, HandBackRequest):
+                self._begin_hand_back(Party.CONSOLE)  # the connection already started it
+            elif isinstance(event, FrameAck):
+                if self._pacer.acked(event.frame_id) and self._ack_event is not None:
+                    self._ack_event.set()
+            elif isinstance(event, SelectMonitor):
+                self._select_monitor(event.index)
+            elif isinstance(event, INPUT_MESSAGES):
+                self._inject(event)
+            elif isinstance(event, Dropped):
+                if isinstance(event.message, INPUT_MESSAGES):
+                    self.stats.input_refused += 1
+            elif isinstance(event, ClipboardText):
+                log.info("clipboard from the consultant ignored: not supported yet")
+            elif isinstance(event, Pong):
+                pass
+            else:
+                log.debug("ignored event %r", type(event).__name__)
+        self._apply_state()
+
+    def _apply_state(self) -> None:
+        """Make capture and injection match what the table says now."""
+        conn = self._conn
+        if self._ended is not None or conn is None or not conn.session.live:
+            self._stop_everything()
+            return
+        if conn.session.screen_allowed:
+            if self._stream_task is None:
+                self._stream_task = self._spawn(self._stream())
+        else:
+            self._stop_stream()
+        if conn.session.input_allowed:
+            if self._injector is None:
+                self._open_injector()
+        else:
+            self._close_injector()
+        self._status(_PHASES[conn.state])
+
+    def _finish(self, ended: SessionEnded) -> None:
+        """The session is over: stop capture and injection at once, remember why."""
+        if self._ended is not None:
+            return
+        self._ended = ended
+        self._stop_everything()
+        for task in (self._prompt_task, self._hand_back_task):
+            if task is not None:
+                task.cancel()
+        self.outcome = SessionOutcome(
+            by=ended.by,
+            reason=ended.reason,
+            message=describe_end(ended),
+            detail=ended.detail,
+            session_id=self.session_id,
+        )
+        self._status(Phase.ENDING)
+
+    def _stop_everything(self) -> None:
+        self._stop_stream()
+        self._close_injector()
+
+    def _report_end(self) -> None:
+        assert self.outcome is not None
+        try:
+            self.ui.session_ended(self.outcome)
+        except Exception:
+            log.exception("the front end failed to show the end of the session")
+
+    def _status(self, phase: Phase, detail: str = "") -> None:
+        if phase is self._phase and not detail:
+            return
+        self._phase = phase
+        try:
+            self.ui.status(phase, detail)
+        except Exception:
+            log.exception("the front end failed to show the status")
+
+    # ------------------------------------------------------------ the user's answers
+
+    async def _ask_consent(self, event: ConsentRequested) -> None:
+        conn = self._conn
+        assert conn is not None
+        requested = event.request.rights
+        self._set_own_window("consent", True)
+        answer: ConsentAnswer | None = None
+        try:
+            answer = await asyncio.wait_for(
+                self.ui.ask_consent(event.request, event.attestation, requested),
+                timeout=event.timeout_seconds,
+            )
+        except TimeoutError:
+            answer = None
+        except Exception:
+            log.exception("the consent prompt failed; denying")
+            answer = ConsentAnswer.DENY
+        finally:
+            self._set_own_window("consent", False)
+        if conn.state is not State.CONSENT_PENDING:
+            return  # ended meanwhile
+        if answer is None:
+            conn.deny(DenyReason.TIMEOUT)  # never an implicit yes
+        elif answer is ConsentAnswer.DENY:
+            conn.deny(DenyReason.USER_DENIED)
+        elif answer is ConsentAnswer.ALLOW_CONTROL and requested is Rights.CONTROL:
+            conn.grant(Rights.CONTROL)
+        else:
+            conn.grant(Rights.VIEW)  # a grant never exceeds the request
+        self._after_local()
+
+    async def _ask_escalation(self, rights: Rights) -> None:
+        conn = self._conn
+        assert conn is not None and conn.attestation is not None
+        self._set_own_window("escalation", True)
+        allowed: bool | None = None
+        try:
+            allowed = await asyncio.wait_for(
+                self.ui.ask_escalation(conn.attestation, rights), timeout=self.consent_timeout
+            )
+        except TimeoutError:
+            allowed = None
+        except Exception:
+            log.exception("the escalation prompt failed; denying")
+            allowed = False
+        finally:
+            self._set_own_window("escalation", False)
+        if conn.state is not State.ESCALATING:
+            return  # a hand-back or the end cancelled the question
+        if allowed:
+            conn.grant(rights)
+        else:
+            conn.deny(DenyReason.USER_DENIED if allowed is False else DenyReason.TIMEOUT)
+        self._after_local()
+
+    def _begin_hand_back(self, by: Party) -> None:
+        if self._prompt_task is not None:
+            self._prompt_task.cancel()  # an escalation prompt makes no sense now
+        self._apply_state()  # stops frames and injection before anything else
+        if self._hand_back_task is None or self._hand_back_task.done():
+            self._hand_back_task = self._spawn(self._wait_for_done(by))
+
+    async def _wait_for_done(self, by: Party) -> None:
+        conn = self._conn
+        assert conn is not None
+        self._set_own_window("hand-back", True)
+        try:
+            await self.ui.show_hand_back(by)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the hand-back banner failed; ending the session")
+            if conn.session.live:
+                conn.end(EndReason.USER_ENDED, "the hand-back banner failed")
+                self._after_local()
+            return
+        finally:
+            self._set_own_window("hand-back", False)
+        if conn.state in _HAND_BACK_STATES:  # only the user's Done leaves the mode
+            conn.end_hand_back()
+            self._after_local()
+
+    def _end_by_user(self) -> None:
+        conn = self._conn
+        if conn is None or self._ws is None:
+            if self._main_task is not None and self._ended is None:
+                self._main_task.cancel()
+            elif self._ended is None:
+                self._finish(SessionEnded(Party.AGENT, EndReason.USER_ENDED, "ended by the user"))
+            return
+        conn.end(EndReason.USER_ENDED, "the user ended the session")
+        self._after_local()
+
+    def _hand_back_by_user(self) -> None:
+        conn = self._conn
+        if conn is None or conn.state not in (State.VIEWING, State.CONTROLLING, State.ESCALATING):
+            return
+        conn.start_hand_back(Party.AGENT)
+        self._begin_hand_back(Party.AGENT)
+        self._after_local()
+
+    def _withdraw_control(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.state is State.CONTROLLING:
+            conn.reduce_to_view()
+            self._after_local()
+
+    def _set_own_window(self, name: str, visible: bool) -> None:
+        before = bool(self._own_windows)
+        if visible:
+            self._own_windows.add(name)
+        else:
+            self._own_windows.discard(name)
+        after = bool(self._own_windows)
+        if before == after:
+            return
+        if self._injector is not None:
+            if after:
+                self._injector.pause()
+            else:
+                self._injector.resume()
+        conn = self._conn
+        if conn is not None and self._ended is None and conn.state in _NOTICE_STATES:
+            if after:
+                notice = Notice(
+                    code=NoticeCode.INPUT_PAUSED,
+                    text="A zgoda window is open on the user's screen; your input waits.",
+                )
+            else:
+                notice = Notice(code=NoticeCode.INPUT_RESUMED, text="")
+            self._send(notice)
+
+    def _send(self, message: Message) -> None:
+        conn = self._conn
+        if conn is None or self._ended is not None:
+            return
+        try:
+            conn.send(message)
+        except LocalProtocolError as exc:  # a race with a state change: not sent
+            log.debug("not sent: %s", exc)
+            return
+        self._after_local()
+
+    # ------------------------------------------------------------ input
+
+    def _platform_or_default(self) -> Platform:
+        if self._platform is None:
+            self._platform = default_platform()
+        return self._platform
+
+    def _open_injector(self) -> None:
+        try:
+            backend = self._platform_or_default().open_input()
+        except PlatformError as exc:
+            log.warning("input injection unavailable: %s", exc)
+            self._send(Notice(code=NoticeCode.INFO, text=f"Input cannot be injected: {exc}"))
+            return
+        self._injector = Injector(backend)
+        if self._own_windows:
+            self._injector.pause()
+
+    def _close_injector(self) -> None:
+        injector, self._injector = self._injector, None
+        if injector is not None:
+            injector.close()  # releases held keys and buttons before returning
+
+    def _inject(self, message: Message) -> None:
+        injector = self._injector
+        if injector is None or not injector.submit(message, self._monitor):
+            self.stats.input_refused += 1
+
+    # ------------------------------------------------------------ the screen
+
+    def _stop_stream(self) -> None:
+        task, self._stream_task = self._stream_task, None
+        if task is not None:
+            task.cancel()
+        self._pacer.reset()
+        self._monitor = None
+
+    def _select_monitor(self, index: int) -> None:
+        if index == self._selected:
+            return
+        self._selected = index
+        self._stop_stream()
+        self._apply_state()
+
+    async def _stream(self) -> None:
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zgoda-capture")
+        capture: ScreenCapture | None = None
+        try:
+            try:
+                capture = await loop.run_in_executor(pool, self._platform_or_default().open_capture)
+                monitors = await loop.run_in_executor(pool, capture.monitors)
+            except PlatformError as exc:
+                log.warning("screen capture unavailable: %s", exc)
+                self._send(Notice(code=NoticeCode.INFO, text=f"The screen cannot be read: {exc}"))
+                return
+            monitor = self._choose_monitor(monitors)
+            self._monitor = monitor
+            self._send(
+                MonitorLayout(
+                    monitors=tuple(m.to_message() for m in monitors), selected=monitor.index
+                )
+            )
+            await self._stream_monitor(loop, pool, capture, monitor)
+        finally:
+            if capture is not None:
+                pool.submit(capture.close)  # after any grab still running in the pool
+            pool.shutdown(wait=False)
+
+    def _choose_monitor(self, monitors: list[MonitorInfo]) -> MonitorInfo:
+        by_index = {m.index: m for m in monitors}
+        if self._selected in by_index:
+            return by_index[self._selected]
+        if self._selected is not None:
+            self._send(Notice(code=NoticeCode.INFO, text=f"There is no monitor {self._selected}."))
+        singles = [m for m in monitors if m.index > 0] or monitors
+        chosen = next((m for m in singles if m.primary), singles[0])
+        self._selected = chosen.index
+        return chosen
+
+    async def _stream_monitor(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pool: ThreadPoolExecutor,
+        capture: ScreenCapture,
+        monitor: MonitorInfo,
+    ) -> None:
+        assert self._ack_event is not None
+        diff = TileDiff(monitor.width, monitor.height)
+        cursor_serial: int | None = None
+        last_cursor: tuple[int, int, bool] | None = None
+        screen_failing = False
+        while True:
+            while not self._pacer.window_open():
+                self._ack_event.clear()
+                await self._ack_event.wait()
+            delay = self._pacer.delay()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._pacer.captured()
+            frame_id = self._frame_id + 1
+            try:
+                frames, cursor = await loop.run_in_executor(
+                    pool, self._capture_once, capture, monitor, diff, frame_id, cursor_serial
+                )
+            except PlatformError as exc:
+                self.stats.screen_errors += 1
+                if not screen_failing:
+                    screen_failing = True
+                    self._send(
+                        Notice(
+                            code=NoticeCode.SECURE_DESKTOP,
+                            text=f"The screen cannot be read now ({exc}); the user must answer "
+                            "any system prompt on the PC.",
+                        )
+                    )
+                await asyncio.sleep(SCREEN_RETRY_SECONDS)
+                diff.reset()
+                continue
+            screen_failing = False
+            conn = self._conn
+            if conn is None or not conn.session.screen_allowed:
+                return  # the right went away while the grab ran: this frame is never sent
+            if cursor.message.shape is not None or cursor.position != last_cursor:
+                cursor_serial = cursor.serial
+                last_cursor = cursor.position
+                conn.send(cursor.message)
+            for frame in frames:
+                conn.send(frame)
+                self.stats.frame_bytes_sent += sum(len(r.data) for r in frame.regions)
+            if frames:
+                self._frame_id = frame_id
+                self._pacer.sent(frame_id)
+                self.stats.frames_sent += 1
+            await self._flush()
+
+    def _capture_once(
+        self,
+        capture: ScreenCapture,
+        monitor: MonitorInfo,
+        diff: TileDiff,
+        frame_id: int,
+        cursor_serial: int | None,
+    ) -> tuple[list[Frame], _CursorUpdate]:
+        """On the capture thread: grab, find changed tiles, encode, read the cursor."""
+        captured_at = time.time_ns()
+        raw = capture.grab(monitor)
+        bgra = np.frombuffer(raw, dtype=np.uint8).reshape(monitor.height, monitor.width, 4)
+        rects = diff.changed(bgra.view(np.uint32).reshape(monitor.height, monitor.width))
+        frames: list[Frame] = []
+        if rects:
+            regions = self._encoder.encode(bgra, rects)
+            frames = frame_parts(
+                frame_id=frame_id,
+                captured_at_ns=captured_at,
+                width=monitor.width,
+                height=monitor.height,
+                regions=regions,
+            )
+        info = capture.cursor(known_serial=cursor_serial)
+        x, y = info.x - monitor.left, info.y - monitor.top
+        inside = 0 <= x < monitor.width and 0 <= y < monitor.height
+        visible = info.visible and inside
+        message = Cursor(x=x, y=y, visible=visible, shape=info.shape)
+        return frames, _CursorUpdate((x, y, visible), info.serial, message)
+
+
+@dataclass(frozen=True, slots=True)
+class _CursorUpdate:
+    position: tuple[int, int, bool]  # monitor-relative x, y, visible
+    serial: int | None
+    message: Cursor
