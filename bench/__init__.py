@@ -1,1 +1,2 @@
-"""Benchmarks: run as modules, e.g. `python -m bench.protocol` (a script named like a package would shadow it)."""
+"""Benchmarks. Run them as modules (`python -m bench.protocol`): a script named like
+a package would shadow that package."""
