@@ -1,0 +1,652 @@
+"""The two WebSocket endpoints: allocate, claim, pair, and forward blind.
+
+Each end (console or agent) is one `End`; its request handler is the one
+place that reads its socket, feeds each message to `End.on_message` and
+forwards what the peer must see. Forwarding awaits the peer's socket, so a
+peer that stops reading fills aiohttp's bounded write buffer
+(`write_buffer`), the sender's handler stops reading, aiohttp's bounded read
+queue fills, and TCP pushes back on the sender: there is no unbounded queue
+anywhere. One sweeper task enforces every deadline (first message, nameplate
+expiry, key confirmation, idleness, a peer that accepts nothing).
+
+Close codes: a codec fault closes with the `close_code` of the ProtocolError
+the codec raised; a relay refusal closes with `RELAY_CLOSE_BASE + RelayErrorCode`
+after a `RelayError` message; a normal end closes with 1000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+
+from protocol import attestation as attest
+from protocol.codec import decode_control, encode
+from protocol.errors import ProtocolError, UnexpectedMessage
+from protocol.limits import PROTOCOL_VERSION
+from protocol.messages import (
+    Abort,
+    AbortReason,
+    AllocateNameplate,
+    AuditKind,
+    AuditReport,
+    Claimed,
+    ClaimNameplate,
+    Confirm,
+    Message,
+    NameplateAllocated,
+    Pake,
+    Party,
+    PeerJoined,
+    PeerLeft,
+    RelayError,
+    RelayErrorCode,
+    Rights,
+    SessionOpened,
+)
+from relay.core import Relay
+from relay.nameplates import NameplatesExhausted
+from relay.store import Consultant
+
+log = logging.getLogger("zgoda.relay")
+
+RELAY_CLOSE_BASE = 4100
+"""Relay refusals close with 4100 + RelayErrorCode (4101..4112), beside the
+protocol errors' own 4000..4009, so a client can tell them apart without parsing."""
+
+# A Sealed envelope is msgpack [11, box]: fixarray of 2, then the tag. The relay
+# forwards these without decoding (it could not read them anyway); the WebSocket
+# layer has already refused anything over `max_message_size`.
+_SEALED_PREFIX = b"\x92\x0b"
+
+SWEEP_INTERVAL = 0.5
+"""Deadlines are checked twice a second: timeouts are tens of seconds, so this is precise enough."""
+
+
+class State(enum.Enum):
+    NEW = "new"  # connected, no request yet
+    WAITING = "waiting"  # console: nameplate allocated, no agent yet
+    PAIRED = "paired"
+    CLOSED = "closed"
+
+
+@dataclass(eq=False)
+class End:
+    """One WebSocket: a console or an agent."""
+
+    role: Party
+    ws: web.WebSocketResponse
+    ip: str
+    deadline: float
+    consultant: Consultant | None = None
+    state: State = State.NEW
+    nameplate: str = ""
+    ticket_id: str = ""
+    ticket_title: str = ""
+    session: Session | None = None
+    sending_since: float = 0.0  # monotonic start of a send still waiting for the peer
+    transport: asyncio.Transport | None = None
+
+    @property
+    def name(self) -> str:
+        return "console" if self.role is Party.CONSOLE else "agent"
+
+
+@dataclass(eq=False)
+class Session:
+    """A console and an agent paired through one nameplate."""
+
+    id: str
+    console: End
+    agent: End
+    ticket_id: str
+    consultant: str
+    started: float  # wall clock, for the audit
+    started_mono: float
+    last_activity: float
+    confirmed: set[Party] = field(default_factory=set)
+    bytes_to_agent: int = 0
+    bytes_to_console: int = 0
+    unreported_to_agent: int = 0
+    unreported_to_console: int = 0
+    ended: bool = False
+
+    def peer_of(self, end: End) -> End:
+        return self.agent if end is self.console else self.console
+
+
+class Refusal(Exception):
+    """Raised inside a handler: send RelayError(code, message) and close this end."""
+
+    def __init__(self, code: RelayErrorCode, message: str, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+class Endpoints:
+    """The WebSocket side of a relay."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.config = relay.config
+        self.sessions: set[Session] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def stop(self) -> None:
+        """Tell every end the relay is going away, close them, stop the sweeper."""
+        self.relay.shutting_down = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        message = "The relay is shutting down; please start a new session in a minute."
+        ends = list(self.relay.ends)
+        for session in list(self.sessions):
+            await self._end_session(session, "relay shutdown", notify_peer=False)
+        await asyncio.gather(
+            *(self._refuse(end, RelayErrorCode.SHUTTING_DOWN, message) for end in ends),
+            return_exceptions=True,
+        )
+
+    # -- endpoints
+
+    async def console(self, request: web.Request) -> web.StreamResponse:
+        """GET /ws/console: bearer token required, then AllocateNameplate."""
+        from relay.api import bearer_consultant  # the API owns token checks
+
+        refused = self._admission(request)
+        if refused is not None:
+            return refused
+        consultant = await bearer_consultant(request, self.relay)
+        end = await self._open(request, Party.CONSOLE)
+        end.consultant = consultant
+        if consultant is None:
+            await self._refuse(
+                end, RelayErrorCode.UNAUTHORIZED, "Log in again: the session token is not valid."
+            )
+            self._forget(end)
+            return end.ws
+        return await self._serve(end)
+
+    async def agent(self, request: web.Request) -> web.StreamResponse:
+        """GET /ws/agent: anonymous; ClaimNameplate."""
+        refused = self._admission(request)
+        if refused is not None:
+            return refused
+        return await self._serve(await self._open(request, Party.AGENT))
+
+    def _admission(self, request: web.Request) -> web.Response | None:
+        """Refuse before the upgrade: shutting down, or too many sockets from one address."""
+        from relay.api import json_error
+
+        if self.relay.shutting_down:
+            return json_error(503, "shutting_down", "The relay is shutting down.")
+        ip = request.remote or "?"
+        if self.relay.connections_per_ip[ip] >= self.config.max_connections_per_ip:
+            self.relay.metrics.failures.labels("too_many_connections").inc()
+            return json_error(
+                429, "too_many_connections", "Too many connections from this address.", 10.0
+            )
+        return None
+
+    async def _open(self, request: web.Request, role: Party) -> End:
+        ws = web.WebSocketResponse(
+            max_msg_size=self.config.max_message_size,
+            heartbeat=self.config.ping_interval,
+            writer_limit=self.config.write_buffer,
+            timeout=self.config.shutdown_grace,
+        )
+        ip = request.remote or "?"
+        end = End(role, ws, ip, deadline=time.monotonic() + self.config.handshake_timeout)
+        end.transport = request.transport
+        self.relay.connections_per_ip[ip] += 1
+        self.relay.ends.add(end)
+        self.relay.metrics.connections.labels(end.name).inc()
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            self._forget(end)
+            raise
+        return end
+
+    def _forget(self, end: End) -> None:
+        if end in self.relay.ends:
+            self.relay.ends.discard(end)
+            self.relay.metrics.connections.labels(end.name).dec()
+            self.relay.connections_per_ip[end.ip] -= 1
+            if self.relay.connections_per_ip[end.ip] <= 0:
+                del self.relay.connections_per_ip[end.ip]
+
+    async def _serve(self, end: End) -> web.WebSocketResponse:
+        ws = end.ws
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.BINARY:
+                    await self._on_message(end, msg.data)
+                elif msg.type is WSMsgType.TEXT:
+                    await self._fail_input(
+                        end, UnexpectedMessage("text frames are not spoken here")
+                    )
+                elif msg.type is WSMsgType.ERROR:
+                    # aiohttp has already closed the socket (1009 for an oversized
+                    # message, 1002 for a broken frame) without reading the payload.
+                    self.relay.metrics.failures.labels("websocket_error").inc()
+                    log.info("%s %s: websocket error: %s", end.name, end.ip, ws.exception())
+                    break
+                if end.state is State.CLOSED:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must end this connection only, never the relay
+            log.exception("%s %s: internal error", end.name, end.ip)
+            self.relay.metrics.failures.labels("internal").inc()
+            await self._refuse(end, RelayErrorCode.INTERNAL, "The relay had an internal error.")
+        finally:
+            await self._left(end)
+        return ws
+
+    # -- dispatch
+
+    async def _on_message(self, end: End, data: bytes) -> None:
+        session = end.session
+        if session is not None and end.state is State.PAIRED and data[:2] == _SEALED_PREFIX:
+            await self._forward(session, end, data)
+            return
+        try:
+            message = decode_control(data)
+        except ProtocolError as exc:
+            await self._fail_input(end, exc)
+            return
+        try:
+            await self._dispatch(end, message, data)
+        except Refusal as refusal:
+            await self._refuse(end, refusal.code, refusal.message, refusal.retry_after)
+        except ProtocolError as exc:
+            await self._fail_input(end, exc)
+
+    async def _dispatch(self, end: End, message: Message, data: bytes) -> None:
+        if end.state is State.NEW and end.role is Party.CONSOLE:
+            if isinstance(message, AllocateNameplate):
+                await self._allocate(end, message)
+                return
+        elif end.state is State.NEW and end.role is Party.AGENT:
+            if isinstance(message, ClaimNameplate):
+                await self._claim(end, message)
+                return
+        elif end.state is State.WAITING and isinstance(message, Abort):
+            self.relay.directory.release(end.nameplate, end)
+            await self._close(end, 1000, "aborted")
+            return
+        elif end.state is State.PAIRED and end.session is not None:
+            session = end.session
+            if isinstance(message, Pake | Confirm):
+                if isinstance(message, Confirm):
+                    session.confirmed.add(end.role)
+                await self._forward(session, end, data)
+                return
+            if isinstance(message, AuditReport) and end.role is Party.AGENT:
+                await self._receipt(session, end, message)
+                return
+            if isinstance(message, Abort):
+                await self._abort(session, end, message)
+                return
+        raise UnexpectedMessage(
+            f"{type(message).__name__} is not expected from the {end.name} ({end.state.value})"
+        )
+
+    # -- console: allocate
+
+    async def _allocate(self, end: End, message: AllocateNameplate) -> None:
+        relay, metrics = self.relay, self.relay.metrics
+        assert end.consultant is not None
+        if not relay.open_now():
+            metrics.allocations.labels("outside_hours").inc()
+            raise Refusal(RelayErrorCode.OUTSIDE_HOURS, relay.hours.refusal())
+        ticket = await relay.db(relay.store.ticket, message.ticket_id)
+        if ticket is None or ticket.status != "open":
+            metrics.allocations.labels("ticket_unknown").inc()
+            raise Refusal(
+                RelayErrorCode.TICKET_UNKNOWN,
+                f"Ticket {message.ticket_id} is not an open ticket; register the call first.",
+            )
+        if end.state is not State.NEW:  # the socket closed while we waited for the database
+            return
+        try:
+            allocation = relay.directory.allocate(end, relay.now(), self.config.nameplate_ttl)
+        except NameplatesExhausted:
+            metrics.allocations.labels("exhausted").inc()
+            raise Refusal(
+                RelayErrorCode.NAMEPLATE_EXHAUSTED,
+                "Every session code is in use; try again in a minute.",
+                60.0,
+            ) from None
+        end.state = State.WAITING
+        end.nameplate = allocation.nameplate
+        end.ticket_id, end.ticket_title = ticket.id, ticket.title
+        # the console waits until the nameplate expires; the sweeper enforces it
+        end.deadline = time.monotonic() + self.config.nameplate_ttl
+        statement = attest.Attestation(
+            nameplate=allocation.nameplate,
+            consultant=end.consultant.display_name,
+            ticket_id=ticket.id,
+            ticket_title=ticket.title,
+            org=self.config.org,
+            expires_at=allocation.expires_at,
+        )
+        reply = NameplateAllocated(
+            nameplate=allocation.nameplate,
+            expires_at=allocation.expires_at,
+            attestation=attest.sign(statement, relay.key),
+        )
+        metrics.allocations.labels("ok").inc()
+        metrics.waiting.set(len(relay.directory))
+        await relay.audit(
+            "nameplate.allocated",
+            ticket_id=ticket.id,
+            actor=end.consultant.username,
+            ip=end.ip,
+            detail={"nameplate": allocation.nameplate, "expires_at": allocation.expires_at},
+        )
+        await self._send(end, encode(reply))
+
+    # -- agent: claim and pair
+
+    def _claim_retry_after(self, ip: str, now: float) -> float:
+        relay = self.relay
+        return max(
+            relay.failed_claims_per_ip.retry_after(ip, now),
+            relay.failed_claims_all.retry_after("*", now),
+            relay.claims_per_ip.retry_after(ip, now),
+        )
+
+    def _count_failed_claim(self, ip: str, now: float) -> None:
+        relay = self.relay
+        relay.failed_claims_per_ip.record(ip, now)
+        relay.failed_claims_all.record("*", now)
+        wait = max(
+            relay.failed_claims_per_ip.retry_after(ip, now),
+            relay.failed_claims_all.retry_after("*", now),
+        )
+        if wait > 0:
+            relay.alarm(ip, wait)
+
+    async def _claim(self, end: End, message: ClaimNameplate) -> None:
+        relay, metrics = self.relay, self.relay.metrics
+        now = time.monotonic()
+        wait = self._claim_retry_after(end.ip, now)
+        if wait > 0:
+            metrics.claims.labels("rate_limited").inc()
+            raise Refusal(
+                RelayErrorCode.RATE_LIMITED,
+                f"Too many attempts to connect; try again in {wait:.0f} seconds.",
+                round(wait, 1),
+            )
+        relay.claims_per_ip.record(end.ip, now)
+        if message.protocol_version != PROTOCOL_VERSION:
+            metrics.claims.labels("version").inc()
+            raise Refusal(
+                RelayErrorCode.VERSION_MISMATCH,
+                "This program is too old or too new for the helpdesk's relay; ask for an update.",
+            )
+        allocation = relay.directory.claim(message.nameplate, relay.now())
+        metrics.waiting.set(len(relay.directory))
+        if allocation is None or allocation.owner.state is not State.WAITING:
+            self._count_failed_claim(end.ip, now)
+            metrics.claims.labels("unknown").inc()
+            raise Refusal(
+                RelayErrorCode.NAMEPLATE_UNKNOWN,
+                "This code is not valid (mistyped, already used or expired); "
+                "ask the consultant for a new one.",
+            )
+        metrics.claims.labels("ok").inc()
+        console = allocation.owner
+        relay.session_counter += 1
+        session = Session(
+            id=f"s-{secrets.token_hex(8)}",
+            console=console,
+            agent=end,
+            ticket_id=console.ticket_id,
+            consultant=console.consultant.display_name if console.consultant else "",
+            started=relay.now(),
+            started_mono=now,
+            last_activity=now,
+        )
+        deadline = now + self.config.pake_timeout
+        for side in (console, end):
+            side.session, side.state, side.deadline = session, State.PAIRED, deadline
+        end.nameplate, end.ticket_id = console.nameplate, console.ticket_id
+        self.sessions.add(session)
+        metrics.sessions.set(len(self.sessions))
+        metrics.sessions_total.inc()
+        await self._send(end, encode(Claimed(expires_at=allocation.expires_at)))
+        opened, joined = encode(SessionOpened(session_id=session.id)), encode(PeerJoined())
+        for side in (console, end):
+            await self._send(side, opened)
+            await self._send(side, joined)
+        await relay.audit(
+            "session.paired",
+            ticket_id=session.ticket_id,
+            session_id=session.id,
+            actor=console.consultant.username if console.consultant else "",
+            ip=end.ip,
+            detail={"nameplate": console.nameplate, "console_ip": console.ip},
+        )
+
+    # -- paired
+
+    async def _forward(self, session: Session, end: End, data: bytes) -> None:
+        peer = session.peer_of(end)
+        now = time.monotonic()
+        session.last_activity = now
+        if end is session.agent:
+            session.bytes_to_console += len(data)
+            session.unreported_to_console += len(data)
+        else:
+            session.bytes_to_agent += len(data)
+            session.unreported_to_agent += len(data)
+        if peer.state is not State.PAIRED:
+            return  # the peer is leaving; what is in flight is dropped with the session
+        end.sending_since = now
+        try:
+            await peer.ws.send_bytes(data)
+        except (ConnectionError, RuntimeError):
+            pass  # the peer's socket closed under us; its own handler ends the session
+        finally:
+            end.sending_since = 0.0
+
+    async def _receipt(self, session: Session, end: End, report: AuditReport) -> None:
+        session.last_activity = time.monotonic()
+        rights = Rights(report.rights).name.lower() if report.rights else "none"
+        await self.relay.audit(
+            "consent." + AuditKind(report.kind).name.lower(),
+            ticket_id=session.ticket_id,
+            session_id=session.id,
+            actor="agent",
+            ip=end.ip,
+            detail={"rights": rights, "detail": report.detail, "consultant": session.consultant},
+        )
+
+    async def _abort(self, session: Session, end: End, message: Abort) -> None:
+        if message.reason is AbortReason.WRONG_CODE:
+            # The consultant is logged in; the code is typed on the agent's side.
+            # A wrong code is a failed guess by whoever claimed: it counts
+            # against the agent's address like an unknown nameplate does.
+            self._count_failed_claim(session.agent.ip, time.monotonic())
+        reason = f"{end.name} aborted: {message.reason.name.lower()}"
+        await self._end_session(session, reason)
+        await self._close(end, 1000, "aborted")
+
+    async def _end_session(
+        self, session: Session, reason: str, *, notify_peer: bool = True
+    ) -> None:
+        """End a session once: audit it, tell the ends that are still there, close them."""
+        if session.ended:
+            return
+        session.ended = True
+        self.sessions.discard(session)
+        self._report_bytes(session)
+        metrics = self.relay.metrics
+        metrics.sessions.set(len(self.sessions))
+        ends = (session.console, session.agent)
+        leaving = [e for e in ends if e.state is not State.PAIRED]
+        for end in ends:
+            if end.state is State.PAIRED:
+                end.state = State.CLOSED
+        await self.relay.audit(
+            "session.ended",
+            ticket_id=session.ticket_id,
+            session_id=session.id,
+            actor=session.consultant,
+            detail={
+                "reason": reason,
+                "keyed": len(session.confirmed) == 2,
+                "bytes_to_agent": session.bytes_to_agent,
+                "bytes_to_console": session.bytes_to_console,
+                "duration": round(time.monotonic() - session.started_mono, 3),
+            },
+        )
+        if notify_peer:
+            for end in ends:
+                if end not in leaving:
+                    await self._send(end, encode(PeerLeft()))
+                    await self._close(end, 1000, "peer left")
+
+    def _report_bytes(self, session: Session) -> None:
+        metrics = self.relay.metrics
+        if session.unreported_to_agent:
+            metrics.bytes.labels("to_agent").inc(session.unreported_to_agent)
+            session.unreported_to_agent = 0
+        if session.unreported_to_console:
+            metrics.bytes.labels("to_console").inc(session.unreported_to_console)
+            session.unreported_to_console = 0
+
+    # -- endings
+
+    async def _left(self, end: End) -> None:
+        """The end's socket is closed: burn what it held, tell its peer."""
+        previous, end.state = end.state, State.CLOSED
+        if previous is State.WAITING:
+            self.relay.directory.release(end.nameplate, end)
+            self.relay.metrics.waiting.set(len(self.relay.directory))
+        session = end.session
+        if session is not None and not session.ended:
+            await self._end_session(session, f"{end.name} left")
+        self._forget(end)
+
+    async def _send(self, end: End, data: bytes) -> None:
+        if end.ws.closed:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await end.ws.send_bytes(data)
+
+    async def _close(self, end: End, code: int, reason: str) -> None:
+        end.state = State.CLOSED
+        with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+            await end.ws.close(code=code, message=reason.encode()[:120])
+
+    async def _refuse(
+        self, end: End, code: RelayErrorCode, message: str, retry_after: float = 0.0
+    ) -> None:
+        """Send RelayError and close with RELAY_CLOSE_BASE + code."""
+        self.relay.metrics.failures.labels(code.name.lower()).inc()
+        log.info("%s %s refused: %s (%s)", end.name, end.ip, code.name, message)
+        if end.state is State.WAITING:
+            self.relay.directory.release(end.nameplate, end)
+        session = end.session
+        end.state = State.CLOSED
+        await self._send(
+            end, encode(RelayError(code=code, message=message, retry_after=retry_after))
+        )
+        await self._close(end, RELAY_CLOSE_BASE + int(code), code.name.lower())
+        if session is not None and not session.ended:
+            await self._end_session(session, f"{end.name} refused: {code.name.lower()}")
+
+    async def _fail_input(self, end: End, exc: ProtocolError) -> None:
+        """Bad input: RelayError(BAD_MESSAGE) and the codec error's own close code."""
+        self.relay.metrics.failures.labels("bad_message").inc()
+        log.info("%s %s sent bad input: %s", end.name, end.ip, exc)
+        if end.state is State.WAITING:
+            self.relay.directory.release(end.nameplate, end)
+        session = end.session
+        end.state = State.CLOSED
+        text = "The relay could not accept a message from this program."
+        await self._send(
+            end, encode(RelayError(code=RelayErrorCode.BAD_MESSAGE, message=text, retry_after=0))
+        )
+        await self._close(end, exc.close_code, type(exc).__name__)
+        if session is not None and not session.ended:
+            await self._end_session(session, f"{end.name} sent bad input")
+
+    # -- deadlines
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                await self._sweep(time.monotonic())
+            except Exception:
+                log.exception("sweeper failed; continuing")
+
+    async def _sweep(self, now: float) -> None:
+        cfg = self.config
+        for live in list(self.sessions):
+            self._report_bytes(live)
+        for end in list(self.relay.ends):
+            if end.state is State.CLOSED:
+                continue
+            session = end.session
+            if end.sending_since and now - end.sending_since > cfg.slow_peer_timeout and session:
+                peer = session.peer_of(end)
+                log.info("%s %s: peer too slow, ending session %s", peer.name, peer.ip, session.id)
+                peer.state = State.CLOSED
+                if peer.transport is not None:
+                    # it reads nothing, so a close handshake would only wait: cut it
+                    peer.transport.abort()
+                await self._refuse(
+                    end,
+                    RelayErrorCode.PEER_TOO_SLOW,
+                    "The other side's connection is too slow; the session was ended.",
+                )
+                continue
+            if end.state is State.PAIRED and session is not None:
+                if len(session.confirmed) < 2 and now > end.deadline:
+                    await self._refuse(
+                        end,
+                        RelayErrorCode.PEER_GONE,
+                        "The other side did not finish connecting in time.",
+                    )
+                elif now - session.last_activity > cfg.idle_timeout:
+                    await self._refuse(
+                        end,
+                        RelayErrorCode.PEER_GONE,
+                        "The session was idle too long and was ended.",
+                    )
+                continue
+            if now > end.deadline:
+                if end.state is State.WAITING:
+                    await self._refuse(
+                        end,
+                        RelayErrorCode.NAMEPLATE_UNKNOWN,
+                        "The session code expired unused; start a new session.",
+                    )
+                else:
+                    await self._refuse(
+                        end,
+                        RelayErrorCode.BAD_MESSAGE,
+                        f"No request within {cfg.handshake_timeout:.0f} seconds.",
+                    )
+        self.relay.directory.expire(self.relay.now())
+        self.relay.metrics.waiting.set(len(self.relay.directory))
