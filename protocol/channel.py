@@ -50,6 +50,16 @@ class Channel:
         self._next_receive = 0
         self.broken: ChannelError | None = None
 
+    @property
+    def next_send(self) -> int:
+        """The counter the next sealed box will carry."""
+        return self._next_send
+
+    @property
+    def next_receive(self) -> int:
+        """The counter of the next box we will accept: what we tell the peer on a resume."""
+        return self._next_receive
+
     def seal(self, plaintext: bytes) -> bytes:
         if self._next_send > _MAX_COUNTER:
             raise LocalProtocolError("channel exhausted: 2**64 messages sent")

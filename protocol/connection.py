@@ -15,6 +15,7 @@ faults (our shell sending what the state does not allow) raise
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,7 +34,12 @@ from protocol.errors import (
     WrongCodeError,
 )
 from protocol.handshake import Handshake
-from protocol.limits import CONSENT_TIMEOUT_SECONDS, PROTOCOL_VERSION
+from protocol.limits import (
+    CONSENT_TIMEOUT_SECONDS,
+    PROTOCOL_VERSION,
+    RESUME_GRACE_SECONDS,
+    RETRANSMIT_BUFFER_BYTES,
+)
 from protocol.messages import (
     Abort,
     AbortReason,
@@ -57,11 +63,16 @@ from protocol.messages import (
     NameplateAllocated,
     Pake,
     Party,
+    PeerAway,
     PeerJoined,
     PeerLeft,
+    PeerReturned,
     Ping,
     Pong,
     RelayError,
+    Resume,
+    Resumed,
+    Rewind,
     Rights,
     RightsRequest,
     Sealed,
@@ -128,6 +139,25 @@ class Dropped:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkLost:
+    """Our link to the relay dropped; the shell should reconnect and call `resume()`."""
+
+    grace_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAwayEvent:
+    """The other end's link dropped; it may come back within `grace_seconds`."""
+
+    grace_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRestored:
+    """Both ends are back and the channel resent what was lost; the session goes on."""
+
+
+@dataclass(frozen=True, slots=True)
 class SessionEnded:
     """The last event of a connection. `error` is set when the session FAILED."""
 
@@ -150,6 +180,9 @@ Event = (
     | ConsentRequested
     | EscalationRequested
     | Dropped
+    | LinkLost
+    | PeerAwayEvent
+    | LinkRestored
     | SessionEnded
     | Message
 )
@@ -172,6 +205,14 @@ class Connection:
         self._channel: Channel | None = None
         self._events: list[Event] = []
         self._outgoing: list[bytes] = []
+        # resume: every sealed box is kept (bounded) until it cannot be needed again;
+        # while `_holding`, new boxes are kept but not sent (the peer is away or has not
+        # yet said where to resume from).
+        self.resume_token = b""
+        self.grace_seconds = RESUME_GRACE_SECONDS
+        self._retained: deque[tuple[int, bytes]] = deque()
+        self._retained_bytes = 0
+        self._holding = False
 
     # -- the shell's side
 
@@ -208,7 +249,7 @@ class Connection:
         if message.TAG < 32:
             raise LocalProtocolError(f"{type(message).__name__} is not a sealed message")
         self.session.check_send(message)
-        self._outgoing.append(encode(Sealed(box=self._channel.seal(payload))))
+        self._emit_sealed(payload)
         if isinstance(message, End):
             self._finish(SessionEnded(by=self.role, reason=message.reason, detail=message.detail))
 
@@ -223,6 +264,27 @@ class Connection:
             self.session.state = State.ENDED
             self._finish(SessionEnded(by=self.role, reason=reason, detail=detail))
 
+    def link_lost(self) -> bool:
+        """The shell's link to the relay dropped. Returns True if it should reconnect
+        and call `resume()` within `grace_seconds`; otherwise the session has ended."""
+        if not self.session.live:
+            return False
+        self._outgoing.clear()  # unsent boxes are in the retained buffer
+        keyed = self._channel is not None and self.session.state is not State.PAIRING
+        if not (keyed and self.resume_token and self.session_id):
+            self.session.state = State.ENDED
+            self._finish(SessionEnded(Party.RELAY, EndReason.PEER_LOST, "the link dropped"))
+            return False
+        self._holding = True
+        self._events.append(LinkLost(self.grace_seconds))
+        return True
+
+    def resume(self) -> None:
+        """Queue the first message of a new link after `link_lost()`."""
+        if not self._holding or self.session_id is None:
+            raise LocalProtocolError("resume() without a lost link")
+        self._send_envelope(Resume(session_id=self.session_id, token=self.resume_token))
+
     def ping(self, nonce: int) -> None:
         self.send(Ping(nonce=nonce, sent_at_ns=time.monotonic_ns()))
 
@@ -230,6 +292,36 @@ class Connection:
 
     def _send_envelope(self, message: Message) -> None:
         self._outgoing.append(encode(message))
+
+    def _emit_sealed(self, payload: bytes) -> None:
+        assert self._channel is not None
+        counter = self._channel.next_send
+        data = encode(Sealed(box=self._channel.seal(payload)))
+        self._retained.append((counter, data))
+        self._retained_bytes += len(data)
+        while self._retained_bytes > RETRANSMIT_BUFFER_BYTES and len(self._retained) > 1:
+            self._retained_bytes -= len(self._retained.popleft()[1])
+        if not self._holding:
+            self._outgoing.append(data)
+
+    def _rewind(self, message: Rewind) -> None:
+        """The peer is back and expects our box `next_counter` next: resend from there."""
+        assert self._channel is not None
+        wanted = message.next_counter
+        if wanted > self._channel.next_send:
+            raise UnexpectedMessage(f"rewind to {wanted}, but only {self._channel.next_send} sent")
+        oldest = self._retained[0][0] if self._retained else self._channel.next_send
+        if wanted < oldest:
+            self.session.state = State.ENDED
+            self._finish(
+                SessionEnded(Party.RELAY, EndReason.PEER_LOST, "too much was lost to resume")
+            )
+            return
+        while self._retained and self._retained[0][0] < wanted:  # delivered: never needed again
+            self._retained_bytes -= len(self._retained.popleft()[1])
+        self._outgoing.extend(data for _, data in self._retained)
+        self._holding = False
+        self._events.append(LinkRestored())
 
     def _receive_envelope(self, message: Message) -> None:
         if isinstance(message, Sealed):
@@ -257,9 +349,19 @@ class Connection:
             self.session.keyed()
             self._events.append(Keyed())
             self._on_keyed()
-        elif isinstance(message, SessionOpened):
+        elif isinstance(message, SessionOpened) and self.session_id is None:
             self.session_id = message.session_id
+            self.resume_token = message.resume_token
             self._events.append(SessionIdAssigned(message.session_id))
+        elif isinstance(message, PeerAway) and self._channel is not None:
+            self._holding = True
+            self.grace_seconds = message.grace_seconds
+            self._events.append(PeerAwayEvent(message.grace_seconds))
+        elif isinstance(message, Resumed | PeerReturned) and self._holding:
+            assert self._channel is not None
+            self._send_envelope(Rewind(next_counter=self._channel.next_receive))
+        elif isinstance(message, Rewind) and self._holding and self._channel is not None:
+            self._rewind(message)
         elif isinstance(message, PeerLeft):
             self.session.state = State.ENDED
             self._finish(SessionEnded(Party.RELAY, EndReason.PEER_LOST, "the other end left"))

@@ -53,5 +53,14 @@ guess per session gives an attacker 1 in 10^6."""
 NAMEPLATE_TTL_SECONDS = 600
 """An unclaimed nameplate expires after 10 minutes (issue: relay)."""
 
+RESUME_GRACE_SECONDS = 30.0
+"""A dropped link may come back within this time and resume the same consented
+session, with the same keys and no new click (the user sees "reconnecting")."""
+
+RETRANSMIT_BUFFER_BYTES = 16 * 1024 * 1024
+"""Sealed boxes each end keeps to resend after a resume. Frames are paced by acks,
+so what is in flight when a link drops is a few frames; 16 MiB holds several
+1080p keyframes. A resume that needs older boxes fails and the session ends."""
+
 CONSENT_TIMEOUT_SECONDS = 120.0
 """A consent prompt left unanswered this long is *denied*, never accepted."""

@@ -31,11 +31,19 @@ from protocol.messages import (
     Message,
     NameplateAllocated,
     Pake,
+    PeerAway,
     PeerJoined,
+    PeerReturned,
+    Resume,
+    Resumed,
+    Rewind,
     Rights,
     Sealed,
     SessionOpened,
 )
+
+_CONSOLE_TOKEN = b"console-resume-token"
+_AGENT_TOKEN = b"agent-resume-token!!"
 
 
 @dataclass
@@ -59,6 +67,8 @@ class Pair:
     wire: list[tuple[str, Message]] = field(init=False, default_factory=list)
     console_events: list[Event] = field(init=False, default_factory=list)
     agent_events: list[Event] = field(init=False, default_factory=list)
+    down: set[str] = field(init=False, default_factory=set)
+    lost: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.console = ConsoleConnection(
@@ -107,8 +117,10 @@ class Pair:
                 attestation=attest.sign(statement, self.relay_key),
             )
             self.console.receive_data(encode(reply))
-        elif isinstance(message, Pake | Confirm | Sealed) and self.agent is not None:
-            self.agent.receive_data(data)
+        elif isinstance(message, Pake | Confirm | Sealed | Rewind) and self.agent is not None:
+            self._deliver("agent", data)
+        elif isinstance(message, Resume):
+            self._resume("console", message)
         elif isinstance(message, Abort):
             self.aborts.append(message)
 
@@ -117,15 +129,53 @@ class Pair:
         assert self.agent is not None
         if isinstance(message, ClaimNameplate):
             self.agent.receive_data(encode(Claimed(expires_at=time.time() + 60)))
-            for end in (self.console, self.agent):
-                end.receive_data(encode(SessionOpened(session_id="s-1")))
+            for end, token in ((self.console, _CONSOLE_TOKEN), (self.agent, _AGENT_TOKEN)):
+                end.receive_data(encode(SessionOpened(session_id="s-1", resume_token=token)))
                 end.receive_data(encode(PeerJoined()))
-        elif isinstance(message, Pake | Confirm | Sealed):
-            self.console.receive_data(data)
+        elif isinstance(message, Pake | Confirm | Sealed | Rewind):
+            self._deliver("console", data)
+        elif isinstance(message, Resume):
+            self._resume("agent", message)
         elif isinstance(message, AuditReport):
             self.audit.append(message)
         elif isinstance(message, Abort):
             self.aborts.append(message)
+
+    def _end(self, name: str) -> ConsoleConnection | AgentConnection:
+        end = self.console if name == "console" else self.agent
+        assert end is not None
+        return end
+
+    def _deliver(self, name: str, data: bytes) -> None:
+        if name in self.down:
+            self.lost += 1  # written into a dead link
+        else:
+            self._end(name).receive_data(data)
+
+    def _resume(self, name: str, message: Resume) -> None:
+        token = _CONSOLE_TOKEN if name == "console" else _AGENT_TOKEN
+        if message.token != token or message.session_id != "s-1":
+            return
+        self.down.discard(name)
+        other = "agent" if name == "console" else "console"
+        self._end(name).receive_data(encode(Resumed()))
+        self._deliver(other, encode(PeerReturned()))
+
+    # -- links that drop
+
+    def drop(self, name: str) -> bool:
+        """`name`'s link dies: what is in flight to it is lost; the other end is told."""
+        self.down.add(name)
+        resumable = self._end(name).link_lost()
+        other = "agent" if name == "console" else "console"
+        self._deliver(other, encode(PeerAway(grace_seconds=30.0)))
+        self.pump()
+        return resumable
+
+    def restore(self, name: str) -> None:
+        """`name` reconnects and asks to resume."""
+        self._end(name).resume()
+        self.pump()
 
     # -- the user's side
 

@@ -104,6 +104,7 @@ class RelayErrorCode(IntEnum):
     PEER_TOO_SLOW = 10  # back-pressure gave up on a peer
     SHUTTING_DOWN = 11
     INTERNAL = 12
+    SESSION_UNKNOWN = 13  # a resume for a session that is gone, or with a wrong token
 
 
 class AbortReason(IntEnum):
@@ -548,9 +549,11 @@ class PeerLeft(Message):
 @message(7)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionOpened(Message):
-    """Relay → both, once paired: the id the audit log files this session under."""
+    """Relay → both, once paired: the id the audit log files this session under, and
+    this end's token for resuming it after a dropped link (empty: the relay offers no resume)."""
 
     session_id: str = text(64)
+    resume_token: bytes = field(default=b"", metadata={"max_length": 64})
 
 
 @message(9)
@@ -603,6 +606,47 @@ class RelayError(Message):
     code: RelayErrorCode
     message: str = text(512)
     retry_after: float = number(0, 86400)
+
+
+@message(15)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resume(Message):
+    """An end → relay, first on a new link after its old one dropped: rejoin the session."""
+
+    session_id: str = text(64)
+    token: bytes = blob(64, 16)
+
+
+@message(16)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resumed(Message):
+    """Relay → the end that came back: its new link is attached to the session."""
+
+
+@message(17)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerAway(Message):
+    """Relay → the end that stayed: the other end's link dropped; it may come back in time."""
+
+    grace_seconds: float = number(0, 3600)
+
+
+@message(18)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerReturned(Message):
+    """Relay → the end that stayed: the other end is back."""
+
+
+@message(19)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rewind(Message):
+    """An end → the other end, after a resume: the next sealed counter it expects.
+
+    The peer resends its sealed boxes from that counter. It travels in clear: a relay
+    that alters it only makes the channel fail (replay or gap), which it could anyway.
+    """
+
+    next_counter: int = number(*_UINT64)
 
 
 # ------------------------------------------------------------- inner: the session
