@@ -32,8 +32,9 @@ typecheck: $(STAMP)
 
 # pytest exits 5 when it collects nothing; that is not a failure of the code.
 unit: $(STAMP)
-	$(BIN)/pytest --cov --cov-report=term -p no:cacheprovider $(PYTEST_ARGS); \
-		rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+	$(BIN)/pytest --cov --cov-report= -p no:cacheprovider $(PYTEST_ARGS); \
+		rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; \
+		$(BIN)/python .ci/coverage-by-package; exit $$rc
 
 # The agent's MSI (PyInstaller + wixl here, WiX on Windows): see docs/deploying.md.
 msi: system $(STAMP)
