@@ -156,14 +156,14 @@ def normalise_relay_url(relay_url: str) -> str:
     Raises:
         ConsoleError: not an http(s) URL.
     """
-    url = relay_url.strip().rstrip("/")
+    url = relay_url.strip()
     if "://" not in url:
         url = "http://" + url
     parts = urlsplit(url)
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
     if scheme not in ("http", "https") or not parts.hostname:
         raise ConsoleError(f"Not a relay address: {relay_url!r} (expected https://host:port).")
-    return f"{scheme}://{parts.netloc}{parts.path}"
+    return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 class RelayApi:

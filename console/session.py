@@ -72,6 +72,7 @@ from protocol.messages import (
     PointerMove,
     Pong,
     RelayError,
+    RelayErrorCode,
     Rights,
     Scroll,
     SelectMonitor,
@@ -184,12 +185,18 @@ class Stats:
         self.codec = ""
 
     def received(self, size: int) -> None:
+        now = self._clock()
         self.bytes += size
-        self._bytes.append((self._clock(), size))
+        self._bytes.append((now, size))
+        while self._bytes[0][0] < now - STATS_WINDOW_SECONDS:
+            self._bytes.popleft()
 
     def frame(self, codec: str) -> None:
+        now = self._clock()
         self.frames += 1
-        self._frames.append(self._clock())
+        self._frames.append(now)
+        while self._frames[0] < now - STATS_WINDOW_SECONDS:
+            self._frames.popleft()
         if codec:
             self.codec = codec
 
@@ -249,6 +256,7 @@ class ConsoleSession:
         self.relay_error: RelayError | None = None
         self.ended: SessionEnded | None = None
         self.last_frame_id: int | None = None
+        self.step_down_pending = False  # we asked for view-only; the PC has not confirmed
         self._ping_interval = ping_interval
         self._peer_connected = False
         self._phase = Phase.CONNECTING
@@ -370,6 +378,8 @@ class ConsoleSession:
         except SessionClosed:
             error = self.relay_error
             await self.close()
+            if error is not None and error.code is RelayErrorCode.UNAUTHORIZED:
+                raise NotLoggedIn(401, "unauthorized", error.message) from None
             if error is not None:
                 raise SessionRefused(error.message, error.code.name, error.retry_after) from None
             raise SessionRefused(self._ended_text()) from None
@@ -385,13 +395,21 @@ class ConsoleSession:
         """Ask the user for mouse and keyboard (a new prompt on their screen).
 
         Raises:
-            InputNotAllowed: only from view-only; SessionClosed after the end.
+            InputNotAllowed: only from view-only, and not while the PC has yet to
+                confirm a step down; SessionClosed after the end.
         """
+        if self.step_down_pending and self.live:
+            # Work-around for a race in protocol/session.py: the agent's confirmation
+            # of our step down (ConsentGranted(VIEW)) arriving after a new request for
+            # control would be read as the answer to it, and the user's real Allow
+            # that follows would then fail the session as "beyond the request".
+            raise InputNotAllowed("Waiting for the PC to confirm view-only; try again.")
         self._send_request(lambda: self.conn.request_rights(Rights.CONTROL))
 
     def request_view_only(self) -> None:
         """Give up control at once and keep watching."""
         self._send_request(lambda: self.conn.request_rights(Rights.VIEW))
+        self.step_down_pending = True
 
     def hand_back(self) -> None:
         """Hand the keyboard to the user: the screen is hidden until they click Done."""
@@ -576,8 +594,11 @@ class ConsoleSession:
             self._finish(event)
         elif isinstance(event, Dropped):
             log.debug("dropped %s in %s (a race)", type(event.message).__name__, event.state)
-        elif isinstance(event, ConsentGranted | ClipboardText):
-            pass  # rights live in the protocol's table; clipboard sync is not offered
+        elif isinstance(event, ConsentGranted):
+            if event.rights is Rights.VIEW:
+                self.step_down_pending = False
+        elif isinstance(event, ClipboardText):
+            pass  # clipboard sync is not offered by the console
         else:
             log.debug("unhandled event %r", event)
 
