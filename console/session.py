@@ -43,6 +43,9 @@ from protocol.connection import (
     Dropped,
     Event,
     Keyed,
+    LinkLost,
+    LinkRestored,
+    PeerAwayEvent,
     PeerConnected,
     SessionEnded,
     SessionIdAssigned,
@@ -94,6 +97,10 @@ STATS_WINDOW_SECONDS = 2.0
 MAX_STATS_SAMPLES = 4096
 """Bound on the samples kept for the window (a 2 s window at 1000 msg/s needs 2000)."""
 
+RECONNECT_FIRST_DELAY_SECONDS = 0.25
+RECONNECT_MAX_DELAY_SECONDS = 2.0
+"""Back-off between reconnection attempts: quick for a blip, gentle on a relay that restarts."""
+
 _RELAY_ERROR_TAG = RelayError.TAG
 
 
@@ -108,6 +115,7 @@ class Phase(Enum):
     ESCALATING = "asking the user for control"
     CONTROLLING = "controlling"
     HAND_BACK = "the user is typing a password: screen hidden"
+    RECONNECTING = "the link dropped: reconnecting"
     ENDED = "ended"
 
 
@@ -266,6 +274,12 @@ class ConsoleSession:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = asyncio.Event()
+        self._link_lost = False  # our link dropped; reconnecting to resume
+        self.peer_away = False  # the PC's link dropped; it may come back
+        self.reconnect_attempts = 0
+        self.resumed = 0  # how often the link was restored
+        self.close_code: int | None = None
+        self._reconnect_error = ""
 
     # ------------------------------------------------------------------ state
 
@@ -344,34 +358,8 @@ class ConsoleSession:
         """
         if self._ws is not None:
             raise ConsoleError("this session is already open")
-        headers = self.api.auth_headers()
-        try:
-            self._ws = await asyncio.wait_for(
-                self.api.http.ws_connect(
-                    self.api.ws_url,
-                    headers=headers,
-                    ssl=self.api.ssl,
-                    max_msg_size=MAX_ENVELOPE_SIZE,
-                    autoping=True,
-                ),
-                timeout,
-            )
-        except aiohttp.WSServerHandshakeError as exc:
-            if exc.status == 401:
-                raise NotLoggedIn(
-                    401, "unauthorized", "Your login expired: log in again."
-                ) from None
-            raise SessionRefused(f"The relay refused the session ({exc.status}).") from None
-        except aiohttp.ServerFingerprintMismatch as exc:
-            raise TlsPinMismatch(self.api.tls_pin or "", exc.got.hex()) from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise RelayUnreachable(
-                f"The relay at {self.api.url} does not answer ({exc})."
-            ) from None
-        self._tasks = [
-            asyncio.create_task(self._read(), name="console-read"),
-            asyncio.create_task(self._write(), name="console-write"),
-        ]
+        self._ws = await self._connect(timeout)
+        self._tasks = [asyncio.create_task(self._run(), name="console-link")]
         self._flush()
         try:
             await self.wait_for(lambda: self.code is not None, timeout)
@@ -475,6 +463,8 @@ class ConsoleSession:
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(asyncio.shield(task), 2.0)
                 task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._ws is not None and not self._ws.closed:
             await self._ws.close()
         self._closed.set()
@@ -490,9 +480,92 @@ class ConsoleSession:
             raise InputNotAllowed(f"Not possible now ({self._phase.value}): {exc}") from None
         self._after_protocol()
 
-    async def _read(self) -> None:
-        ws = self._ws
-        assert ws is not None
+    async def _connect(self, timeout: float) -> aiohttp.ClientWebSocketResponse:
+        """Open `/ws/console` with the bearer token; errors translated for the UI."""
+        headers = self.api.auth_headers()
+        try:
+            return await asyncio.wait_for(
+                self.api.http.ws_connect(
+                    self.api.ws_url,
+                    headers=headers,
+                    ssl=self.api.ssl,
+                    max_msg_size=MAX_ENVELOPE_SIZE,
+                    autoping=True,
+                ),
+                timeout,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 401:
+                raise NotLoggedIn(
+                    401, "unauthorized", "Your login expired: log in again."
+                ) from None
+            raise SessionRefused(f"The relay refused the session ({exc.status}).") from None
+        except aiohttp.ServerFingerprintMismatch as exc:
+            raise TlsPinMismatch(self.api.tls_pin or "", exc.got.hex()) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise RelayUnreachable(
+                f"The relay at {self.api.url} does not answer ({exc})."
+            ) from None
+
+    async def _run(self) -> None:
+        """Pump the link; when it drops in a keyed session, reconnect and resume."""
+        try:
+            while True:
+                assert self._ws is not None
+                await self._pump(self._ws)
+                if not self.live:
+                    return
+                if not self.conn.link_lost():  # not resumable: the protocol ended it
+                    self._after_protocol()
+                    return
+                self._drain_outgoing()  # unsent boxes are kept by the protocol for the resume
+                self._after_protocol()  # LinkLost: the phase says "reconnecting"
+                ws = await self._reconnect(self.conn.grace_seconds)
+                if ws is None or not self.live:
+                    if ws is not None:
+                        await ws.close()
+                    self._finish(
+                        SessionEnded(
+                            Party.RELAY,
+                            EndReason.PEER_LOST,
+                            f"the link to the relay dropped: {self._reconnect_error}",
+                        )
+                    )
+                    return
+                self._ws = ws
+                self.conn.resume()
+                self._flush()
+        finally:
+            self._link_lost = False
+            if self._ws is not None and not self._ws.closed:
+                await self._ws.close()
+            self._closed.set()
+
+    async def _reconnect(self, grace: float) -> aiohttp.ClientWebSocketResponse | None:
+        """Try to get a new link within `grace` seconds (backing off); None if not."""
+        deadline = time.monotonic() + grace
+        delay = RECONNECT_FIRST_DELAY_SECONDS
+        self._reconnect_error = "no answer"
+        while self.live and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, RECONNECT_MAX_DELAY_SECONDS)
+            self.reconnect_attempts += 1
+            try:
+                return await self._connect(max(0.5, min(5.0, deadline - time.monotonic())))
+            except NotLoggedIn as exc:
+                self._reconnect_error = str(exc)
+                return None  # a new token needs the consultant: the session cannot resume
+            except ConsoleError as exc:
+                self._reconnect_error = str(exc)
+        return None
+
+    def _drain_outgoing(self) -> None:
+        while not self._outgoing.empty():
+            self._outgoing.get_nowait()
+
+    async def _pump(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Read `ws` until it closes while a writer task sends the queue in order."""
+        writer = asyncio.create_task(self._write(ws), name="console-write")
         try:
             async for msg in ws:
                 if msg.type is aiohttp.WSMsgType.BINARY:
@@ -501,26 +574,18 @@ class ConsoleSession:
                     self._receive(msg.data.encode())  # not our wire: the decoder says why
                 else:
                     break
-                if not self.live and self._outgoing.empty():
-                    break
         except (aiohttp.ClientError, OSError) as exc:
             log.info("console link error: %s", exc)
         finally:
+            self.close_code = ws.close_code
             if self.live:
-                code = ws.close_code
-                why = f" (close code {code})" if code else ""
-                self._finish(
-                    SessionEnded(
-                        Party.RELAY,
-                        EndReason.PEER_LOST,
-                        f"the connection to the relay dropped{why}",
-                    )
-                )
-            self._outgoing.put_nowait(None)
+                writer.cancel()
+            else:
+                self._outgoing.put_nowait(None)
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(writer, 5.0)
 
-    async def _write(self) -> None:
-        ws = self._ws
-        assert ws is not None
+    async def _write(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         try:
             while (data := await self._outgoing.get()) is not None:
                 await ws.send_bytes(data)
@@ -528,8 +593,7 @@ class ConsoleSession:
             log.info("console send failed: %s", exc)
         finally:
             if not self.live and not ws.closed:
-                await ws.close()
-            self._closed.set()
+                await ws.close()  # the end is sent: closing also ends the reader
 
     def _receive(self, data: bytes) -> None:
         self.stats.received(len(data))
@@ -567,6 +631,13 @@ class ConsoleSession:
             self._peer_connected = True
         elif isinstance(event, SessionIdAssigned):
             self.session_id = event.session_id
+        elif isinstance(event, LinkLost):
+            self._link_lost = True
+        elif isinstance(event, PeerAwayEvent):
+            self.peer_away = True
+        elif isinstance(event, LinkRestored):
+            self._link_lost = self.peer_away = False
+            self.resumed += 1
         elif isinstance(event, Keyed):
             self._start_pinging()
         elif isinstance(event, ConsentPending):
@@ -654,6 +725,8 @@ class ConsoleSession:
         state = self.conn.state
         if self.ended is not None or state in (State.ENDED, State.FAILED):
             return Phase.ENDED
+        if self._link_lost:
+            return Phase.RECONNECTING
         if state is State.PAIRING:
             if self.code is None:
                 return Phase.CONNECTING

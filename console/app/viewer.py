@@ -75,6 +75,10 @@ def overlay_for(session: ConsoleSession | None) -> tuple[str, bool] | None:
         return ("Waiting for the user to type the code", True)
     if phase is Phase.WAITING_FOR_CONSENT:
         return ("Waiting for the user to allow the session", True)
+    if phase is Phase.RECONNECTING:
+        return ("The link to the relay dropped: reconnecting…", False)
+    if session.peer_away:
+        return ("The user's PC lost its connection: waiting for it to come back…", False)
     if phase is Phase.HAND_BACK:
         return ("The user is typing a password: screen hidden", True)
     if session.secure_desktop:
