@@ -439,8 +439,8 @@ class CodePanel(QWidget):
         self._code, self.expires_at = code, expires_at
         self.code_label.setText(spoken(code))
         self.status.setText("Waiting for the user to type the code…")
-        self.tick()
         self.timer.start()
+        self.tick()  # stops the timer at once if the code has already expired
 
     def set_status(self, text: str) -> None:
         self.status.setText(text)

@@ -112,10 +112,10 @@ async def test_tickets_are_created_listed_closed_and_keep_their_history(
 ) -> None:
     ticket = await client.create_ticket(**CALLER)
     assert ticket.status == "open" and ticket.caller_name == "Jan Kowalski" and ticket.title
-    assert [t.id for t in await client.tickets("open")] == [ticket.id]
+    assert ticket.id in [t.id for t in await client.tickets("open")]
     assert (await client.ticket(ticket.id)).title == ticket.title
     await client.close_ticket(ticket.id, "restarted Outlook in safe mode")
-    assert await client.tickets("open") == []
+    assert ticket.id not in [t.id for t in await client.tickets("open")]
     closed = [t for t in await client.tickets("closed") if t.id == ticket.id]
     assert closed and closed[0].resolution == "restarted Outlook in safe mode"
     history = await client.history(ticket.id)
@@ -343,9 +343,9 @@ async def _ticket_via_http(relay: RelayProcess):  # type: ignore[no-untyped-def]
     return Ticket.from_json(relay.create_ticket(relay.token()))
 
 
-async def test_unreachable_relay_is_reported_not_hidden(relay: RelayProcess) -> None:
-    url = relay.url
-    relay.stop()
+async def test_unreachable_relay_is_reported_not_hidden(own_relay: RelayProcess) -> None:
+    url = own_relay.url
+    own_relay.stop()
     async with ConsoleClient(url) as c:
         with pytest.raises(RelayUnreachable, match="does not answer"):
             await c.login("anna", "x")
