@@ -393,6 +393,12 @@ def build_with_wixl(staging: Path, work: Path, icon: Path, version: str, out: Pa
         ],
         what="msibuild (Upgrade)",
     )
+    # wixl writes Root="HKMU" as 4, which is no root at all; Windows Installer's value for
+    # "HKLM or HKCU, following ALLUSERS" is -1.
+    run(
+        [msibuild, out, "-q", "UPDATE Registry SET Root=-1 WHERE Root=4"],
+        what="msibuild (Registry HKMU)",
+    )
     return out
 
 

@@ -14,6 +14,7 @@ pytestmark = [pytest.mark.msi, pytest.mark.timeout(600)]
 
 UPGRADE_CODE = "{10071E2B-1566-4640-BA0D-4CBD45D8B3B0}"
 HKLM = "2"  # Registry/RegLocator Root column
+HKMU = "-1"  # HKLM or HKCU following ALLUSERS
 AGENT_KEY = r"SOFTWARE\zgoda\Agent"
 RUN_KEY = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
 SETTINGS = {
@@ -74,7 +75,11 @@ def test_settings_are_written_to_hklm_where_the_agent_reads_them(agent_msi: Buil
 
 
 def test_nothing_is_written_per_user(agent_msi: BuiltMsi) -> None:
-    assert {row["Root"] for row in rows(agent_msi, "Registry")} == {HKLM}
+    roots = {row["Name"]: row["Root"] for row in rows(agent_msi, "Registry")}
+    # The shortcut's key path is HKMU (-1), as ICE38/ICE43 ask; with ALLUSERS=1 it is HKLM.
+    assert roots.pop("StartMenuShortcut") == HKMU
+    assert set(roots.values()) == {HKLM}
+    assert properties(agent_msi)["ALLUSERS"] == "1"
 
 
 def test_agent_starts_at_every_logon_from_hklm_run(agent_msi: BuiltMsi) -> None:

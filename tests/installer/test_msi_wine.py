@@ -138,6 +138,8 @@ def test_silent_install_writes_files_settings_run_entry_and_shortcut(
     assert config.language == "en"
     assert run_entry(prefix) == rf'"C:\Program Files\zgoda Agent\{EXE_NAME}" {RUN_ARGUMENTS}'
     assert len(shortcuts(prefix)) == 1
+    # the shortcut's HKMU key path went to HKLM: a per-machine install
+    assert prefix.reg_values(AGENT_KEY + r"\Installed") == {"StartMenuShortcut": "0x1"}
     (product,) = products(prefix)
     assert product["DisplayVersion"] == agent_msi.version
     assert product["Publisher"] == "zgoda"
