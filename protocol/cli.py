@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "relay": ("relay.cli", "run and administer the relay"),
     "console": ("console.cli", "the consultant's desktop app (and headless commands)"),
     "agent": ("agent.cli", "the PC side: connect with a code, consent on the terminal"),
+    "tray": ("agent.ui.cli", "the employee's tray icon and dialogs"),
 }
 
 

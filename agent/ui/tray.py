@@ -1,0 +1,207 @@
+"""The tray icon (pystray): one picture and tooltip per state, the menu, notifications.
+
+pystray runs its own loop on the thread `Tray.start()` creates ("zgoda-tray").
+Menu clicks arrive on that thread; the tray hands each one to the app's
+mailbox (`on_menu`) and does nothing else there, so the Tk thread stays the one
+place where the app's state changes. Setting the picture or tooltip from the Tk
+thread is safe: every pystray backend serialises those calls itself (gtk
+through its main loop, win32 through its window messages, xorg under a lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+from agent.ui.strings import Strings
+
+log = logging.getLogger(__name__)
+
+ICON_SIZE = 64
+"""pystray scales the picture down to the tray's size; 64 px stays sharp at 200 % DPI."""
+
+STOP_TIMEOUT = 5.0
+"""pystray's documented bound for `stop()` to end `run()`."""
+
+
+class TrayState(enum.Enum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    ASKING = "asking"
+    VIEWING = "viewing"
+    CONTROLLING = "controlling"
+    HAND_BACK = "hand_back"
+    ERROR = "error"
+
+
+class MenuAction(enum.Enum):
+    GET_HELP = "get_help"
+    END_SESSION = "end_session"
+    ABOUT = "about"
+    QUIT = "quit"
+
+
+# Colour of the disc and the mark drawn on it. Shapes differ as well as colours,
+# so the states stay apart for colour-blind users and on monochrome taskbars.
+_LOOKS: dict[TrayState, tuple[tuple[int, int, int], str]] = {
+    TrayState.IDLE: ((46, 110, 180), "ring"),
+    TrayState.CONNECTING: ((214, 160, 30), "dots"),
+    TrayState.ASKING: ((230, 120, 20), "question"),
+    TrayState.VIEWING: ((40, 150, 70), "eye"),
+    TrayState.CONTROLLING: ((200, 40, 40), "eye_dot"),
+    TrayState.HAND_BACK: ((60, 90, 200), "key"),
+    TrayState.ERROR: ((120, 120, 120), "cross"),
+}
+
+
+def draw_icon(state: TrayState) -> Image.Image:
+    """The tray picture of `state` (RGBA, ICON_SIZE square)."""
+    colour, mark = _LOOKS[state]
+    size = ICON_SIZE
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    d = ImageDraw.Draw(image)
+    d.ellipse((2, 2, size - 3, size - 3), fill=(*colour, 255))
+    white = (255, 255, 255, 255)
+    c = size // 2
+    if mark == "ring":
+        d.ellipse((c - 14, c - 14, c + 14, c + 14), outline=white, width=6)
+    elif mark == "dots":
+        for dx in (-16, 0, 16):
+            d.ellipse((c + dx - 5, c - 5, c + dx + 5, c + 5), fill=white)
+    elif mark == "question":
+        d.arc((c - 12, c - 20, c + 12, c + 4), 180, 90, fill=white, width=6)
+        d.line((c, c + 2, c, c + 8), fill=white, width=6)
+        d.ellipse((c - 4, c + 14, c + 4, c + 22), fill=white)
+    elif mark in ("eye", "eye_dot"):
+        d.ellipse((c - 22, c - 12, c + 22, c + 12), outline=white, width=5)
+        d.ellipse((c - 7, c - 7, c + 7, c + 7), fill=white)
+        if mark == "eye_dot":  # control: a pointer triangle in the corner
+            d.polygon(((c + 8, c + 8), (c + 26, c + 16), (c + 14, c + 26)), fill=white)
+    elif mark == "key":
+        d.ellipse((c - 22, c - 10, c - 2, c + 10), outline=white, width=5)
+        d.line((c - 2, c, c + 22, c), fill=white, width=6)
+        d.line((c + 16, c, c + 16, c + 10), fill=white, width=5)
+    else:  # cross
+        d.line((c - 14, c - 14, c + 14, c + 14), fill=white, width=7)
+        d.line((c - 14, c + 14, c + 14, c - 14), fill=white, width=7)
+    return image
+
+
+class Tray:
+    """The pystray icon of the app. `start()` runs it on its own thread; `stop()` joins it.
+
+    `on_menu(action)` is called on the tray thread for each menu click; it must
+    only hand the action over (the app posts it to its mailbox).
+    `in_session()` decides whether *End session* is enabled; it only reads a flag.
+    """
+
+    def __init__(
+        self,
+        strings: Strings,
+        on_menu: Callable[[MenuAction], None],
+        in_session: Callable[[], bool],
+        *,
+        backend: Any = None,
+    ) -> None:
+        self.strings = strings
+        self._on_menu = on_menu
+        self._in_session = in_session
+        self._images = {state: draw_icon(state) for state in TrayState}
+        self.state = TrayState.IDLE
+        self.tooltip = strings.get("tray.idle")
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        # pystray's xorg backend hands each call to its loop and waits on one shared
+        # queue for the result: two threads calling at once can take each other's
+        # results and hang. Every call into the icon goes under this lock.
+        self._lock = threading.Lock()
+        if backend is None:
+            import pystray  # needs a display: imported only when a tray is made
+
+            backend = pystray
+        self._pystray = backend
+        item, menu = backend.MenuItem, backend.Menu
+        self.icon = backend.Icon(
+            "zgoda",
+            self._images[TrayState.IDLE],
+            self.tooltip,
+            menu=menu(
+                item(
+                    strings.get("menu.get_help"),
+                    self._action(MenuAction.GET_HELP),
+                    default=True,  # a left click on the icon
+                    enabled=lambda _item: not self._in_session(),
+                ),
+                item(
+                    strings.get("menu.end_session"),
+                    self._action(MenuAction.END_SESSION),
+                    enabled=lambda _item: self._in_session(),
+                ),
+                item(strings.get("menu.about"), self._action(MenuAction.ABOUT)),
+                menu.SEPARATOR,
+                item(strings.get("menu.quit"), self._action(MenuAction.QUIT)),
+            ),
+        )
+
+    def _action(self, action: MenuAction) -> Callable[[], None]:
+        def clicked() -> None:
+            self._on_menu(action)
+
+        return clicked
+
+    def start(self) -> None:
+        """Run the icon on the "zgoda-tray" thread."""
+        self._thread = threading.Thread(target=self._run, name="zgoda-tray")
+        self._thread.start()
+        self._started.wait(STOP_TIMEOUT)
+
+    def _run(self) -> None:
+        def setup(icon: Any) -> None:
+            try:
+                with self._lock:
+                    icon.visible = True
+            finally:
+                self._started.set()
+
+        try:
+            self.icon.run(setup=setup)
+        except Exception:
+            # No tray host (a bare X server, a broken shell): the dialogs still work,
+            # and the second-instance knock still opens Get help.
+            log.exception("the tray icon could not be shown")
+        finally:
+            self._started.set()
+
+    def show(self, state: TrayState, tooltip: str) -> None:
+        """Change picture and tooltip (from the Tk thread) and refresh the menu's state."""
+        self.state, self.tooltip = state, tooltip
+        with self._lock, contextlib.suppress(Exception):  # no tray host: nothing to update
+            self.icon.icon = self._images[state]
+            # Windows limits tooltips to 127 characters.
+            self.icon.title = tooltip[:127]
+            self.icon.update_menu()
+
+    def notify(self, message: str) -> None:
+        """A desktop notification where the backend has them; otherwise nothing."""
+        if not getattr(self.icon, "HAS_NOTIFICATION", False):
+            return
+        try:
+            with self._lock:
+                self.icon.notify(message, self.strings.get("app.name"))
+        except Exception:
+            log.info("notification not shown", exc_info=True)
+
+    def stop(self) -> None:
+        """End pystray's loop and join its thread (bounded)."""
+        with self._lock, contextlib.suppress(Exception):
+            self.icon.stop()
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT)
+            if self._thread.is_alive():
+                log.warning("the tray thread did not stop within %.0f s", STOP_TIMEOUT)
