@@ -25,6 +25,5 @@ def run_app(argv: list[str] | None = None) -> int:
     window.show()
     with loop:
         loop.run_until_complete(closed.wait())
-        if window.client is not None:
-            loop.run_until_complete(window.client.close())
+        loop.run_until_complete(window.shutdown())
     return 0

@@ -199,6 +199,20 @@ class MainWindow(QMainWindow):
             self.session.end_soon("the consultant closed the console")
         super().closeEvent(event)
 
+    async def shutdown(self) -> None:
+        """End a live session and close the relay connections (the window is closing)."""
+        session = self.session
+        if session is not None:
+            if session.live:
+                session.end_soon("the consultant closed the console")
+            await session.close()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.client is not None:
+            await self.client.close()
+
     # ---------------------------------------------------------------- tasks
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:

@@ -76,6 +76,12 @@ def make_window(tmp_path: Path) -> MainWindow:
     return window
 
 
+def close_window(qloop: QtLoop, window: MainWindow) -> None:
+    window.close()
+    qloop.run(window.shutdown())
+    window.deleteLater()
+
+
 def viewer_pixel(window: MainWindow, rx: int, ry: int) -> tuple[int, int, int]:
     """The colour the viewer shows for the PC's pixel (rx, ry)."""
     viewer = window.viewer
@@ -158,6 +164,7 @@ def test_ticket_form_refuses_missing_or_malformed_fields(qapp: QApplication) -> 
         )
     ]
     assert all(label.isHidden() for label in form.errors.values())
+    form.deleteLater()
 
 
 def test_code_is_shown_large_grouped_with_a_countdown_that_expires(qapp: QApplication) -> None:
@@ -169,6 +176,7 @@ def test_code_is_shown_large_grouped_with_a_countdown_that_expires(qapp: QApplic
     panel.set_code(PhoneCode("482", "913775"), time.time() - 1)
     assert "expired" in panel.countdown.text()
     assert not panel.timer.isActive()
+    panel.deleteLater()
 
 
 def test_window_layout_and_last_relay_are_remembered(qapp: QApplication, tmp_path: Path) -> None:
@@ -178,6 +186,7 @@ def test_window_layout_and_last_relay_are_remembered(qapp: QApplication, tmp_pat
     assert not window.viewer.scaled
     window.settings.setValue("relay_url", "http://127.0.0.1:1")
     window.close()
+    window.deleteLater()
     again = make_window(tmp_path)
     try:
         assert not again.viewer.scaled and again.scale_action.isChecked()
@@ -185,6 +194,7 @@ def test_window_layout_and_last_relay_are_remembered(qapp: QApplication, tmp_pat
         assert again.login.relay_url.text() == "http://127.0.0.1:1"
     finally:
         again.close()
+        again.deleteLater()
 
 
 def test_unreachable_relay_is_shown_on_the_login_page(qloop: QtLoop, tmp_path: Path) -> None:
@@ -195,7 +205,7 @@ def test_unreachable_relay_is_shown_on_the_login_page(qloop: QtLoop, tmp_path: P
         assert "does not answer" in window.login.message.text()
         assert not window.login.message.isHidden()
     finally:
-        window.close()
+        close_window(qloop, window)
 
 
 # ------------------------------------------------------------------ with a relay
@@ -315,7 +325,7 @@ def test_whole_call_in_the_app(qloop: QtLoop, relay: RelayProcess, tmp_path: Pat
     try:
         qloop.run(scenario())
     finally:
-        window.close()
+        close_window(qloop, window)
 
 
 def test_denied_session_shows_why(qloop: QtLoop, relay: RelayProcess, tmp_path: Path) -> None:
@@ -338,7 +348,7 @@ def test_denied_session_shows_why(qloop: QtLoop, relay: RelayProcess, tmp_path: 
     try:
         qloop.run(scenario())
     finally:
-        window.close()
+        close_window(qloop, window)
 
 
 def test_expired_login_keeps_the_half_filled_ticket_form(
@@ -361,14 +371,16 @@ def test_expired_login_keeps_the_half_filled_ticket_form(
         assert window.pages.currentWidget() is window.splitter
         assert form.problem.toPlainText() == "Nie działa Excel"
         QTest.mouseClick(form.register, Qt.MouseButton.LeftButton)
-        await until(lambda: form.caller_name.text() == "", what="ticket registered")
-        tickets = window.tickets.list.tickets
-        assert any(t.caller_name == "Piotr Wiśniewski" for t in tickets)
+        await until(
+            lambda: any(t.caller_name == "Piotr Wiśniewski" for t in window.tickets.list.tickets),
+            what="the new ticket in the list",
+        )
+        assert form.caller_name.text() == ""
 
     try:
         qloop.run(scenario())
     finally:
-        window.close()
+        close_window(qloop, window)
 
 
 def console_bytes() -> int:
@@ -440,7 +452,7 @@ def test_long_view_paints_thousands_of_frames_without_growing(
         before, after = qloop.run(scenario(), timeout=120)
     finally:
         tracemalloc.stop()
-        window.close()
+        close_window(qloop, window)
     viewer = window.viewer
     assert viewer.images_built == 1  # the QImage wraps the one framebuffer, never rebuilt
     assert 0 < viewer.paints <= total + 50  # repaints coalesce; never more than one per frame
