@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QPoint, QSettings, Qt
+from PySide6.QtTest import QTest
 
+from console.app.window import MainWindow
 from console.client import ConsoleClient
 from console.session import ConsoleSession, Phase
 from protocol.messages import EndReason, MouseButton, Party
 from tests.console.agent_process import AgentProcess
+from tests.console.qt import QtLoop
 from tests.support.relay import RelayProcess
 from tests.support.targets import BLOCK_COLOURS, TargetWindow
 from tests.support.xdisplay import XDisplay
@@ -126,3 +131,71 @@ async def test_user_denies_on_the_real_agent(
         await agent.stop()
         await session.close()
     _ = np  # numpy is what the framebuffer is made of
+
+
+def test_desktop_app_shows_the_real_screen_and_types_into_it(
+    qloop: QtLoop, relay: RelayProcess, xdisplay: XDisplay, tmp_path: Path
+) -> None:
+    """The app (offscreen) against the real agent: viewer pixels and viewer keystrokes."""
+    settings = QSettings(str(tmp_path / "console.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings)
+    window.show()
+
+    async def scenario(target: TargetWindow) -> None:
+        assert await window.log_in(relay.url, relay.username, relay.password)
+        ticket = await window.register_ticket(dict(CALLER), start=True)
+        assert ticket is not None
+        panel = window.code_panel
+        await until(lambda: panel.code_label.text()[:1].isdigit(), what="the code")
+        agent = await AgentProcess.connect(relay, panel.code_label.text(), xdisplay.env)
+        try:
+            await agent.read_until("[a] allow control")
+            await agent.answer("a")
+            await until(lambda: window.session_stack.currentWidget() is window.viewer_area)
+            session = window.session
+            assert session is not None
+            await until(
+                lambda: all(block_seen(session, target, n) for n in BLOCK_COLOURS),
+                what="the blocks in the framebuffer",
+            )
+            await asyncio.sleep(0.1)  # one paint
+            image = window.viewer.grab().toImage()
+            rect, fb = window.viewer.image_rect(), session.framebuffer
+            for name, (r, g, b) in BLOCK_COLOURS.items():
+                x, y = target.centre(name)
+                px = int(rect.x() + (x + 0.5) * rect.width() / fb.width)
+                py = int(rect.y() + (y + 0.5) * rect.height() / fb.height)
+                shown = image.pixelColor(px, py)
+                assert (
+                    max(abs(shown.red() - r), abs(shown.green() - g), abs(shown.blue() - b)) <= 16
+                ), name
+
+            # a click on the Entry in the viewer focuses it on the PC; keys follow
+            ex, ey = target.centre("entry")
+            viewer = window.viewer
+            point = QPoint(
+                int(rect.x() + (ex + 0.5) * rect.width() / fb.width),
+                int(rect.y() + (ey + 0.5) * rect.height() / fb.height),
+            )
+            QTest.mouseClick(
+                viewer, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, point
+            )
+            await asyncio.to_thread(target.focus_entry)
+            QTest.keyClicks(viewer, "Hello 42")
+            await until(lambda: target.entry_text() == "Hello 42", what="keys typed in the viewer")
+            QTest.keyClick(viewer, Qt.Key.Key_Backspace)
+            await until(lambda: target.entry_text() == "Hello 4", what="backspace")
+
+            window.end_action.trigger()
+            await agent.read_until("Session ended")
+            assert await agent.wait() == 0
+        finally:
+            await agent.stop()
+
+    try:
+        with TargetWindow.start(xdisplay.env) as target:
+            qloop.run(scenario(target), timeout=90)
+    finally:
+        window.close()
+        qloop.run(window.shutdown())
+        window.deleteLater()
