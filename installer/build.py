@@ -40,9 +40,6 @@ EXE_NAME = "zgoda-agent.exe"
 CONTENTS_DIR = "_internal"
 """PyInstaller's folder for everything but the executable (its default since 6.0)."""
 
-RUN_ARGUMENTS = "tray"
-"""What the HKLM Run entry and the Start-menu shortcut pass to the agent: start the tray."""
-
 SECURE_PROPERTIES = ("RELAY_URL", "RELAY_KEY", "TLS_PIN", "ORG_NAME", "LANGUAGE")
 """Public properties that must reach the elevated install sequence from the command line."""
 
@@ -342,8 +339,6 @@ def build_with_wixl(staging: Path, work: Path, icon: Path, version: str, out: Pa
             f"IconFile={os.path.relpath(icon, work)}",
             "-D",
             "Win64=yes",
-            "-D",
-            f"RunArguments={RUN_ARGUMENTS}",
             "-o",
             out.resolve(),
             WXS,
@@ -478,7 +473,6 @@ def build_with_wix(staging: Path, work: Path, icon: Path, version: str, out: Pat
             f"-dIconFile={icon}",
             f"-dHarvestDir={staging / CONTENTS_DIR}",
             "-dWin64=yes",
-            f"-dRunArguments={RUN_ARGUMENTS}",
             "-out",
             f"{objects}{os.sep}",
             WXS,

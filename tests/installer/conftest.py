@@ -16,6 +16,11 @@ import pytest
 
 from installer.build import build, msi_version, package_version
 
+# The agent's command line (agent/ui/cli.py): at logon the tray icon only; from the Start
+# menu the tray with its *Get help* window open.
+AUTOSTART_ARGUMENTS = "tray --autostart"
+SHORTCUT_ARGUMENTS = "tray"
+
 MSI_TOOLS = ("wixl", "wixl-heat", "msiinfo", "msibuild")
 
 

@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from installer.build import EXE_NAME, RUN_ARGUMENTS, SECURE_PROPERTIES, read_table
+from installer.build import EXE_NAME, SECURE_PROPERTIES, read_table
 
-from .conftest import BuiltMsi
+from .conftest import AUTOSTART_ARGUMENTS, SHORTCUT_ARGUMENTS, BuiltMsi
 
 pytestmark = [pytest.mark.msi, pytest.mark.timeout(600)]
 
@@ -87,7 +87,7 @@ def test_agent_starts_at_every_logon_from_hklm_run(agent_msi: BuiltMsi) -> None:
     assert len(run) == 1
     assert run[0]["Root"] == HKLM
     assert run[0]["Name"] == "zgoda Agent"
-    assert run[0]["Value"] == f'"[INSTALLDIR]{EXE_NAME}" {RUN_ARGUMENTS}'
+    assert run[0]["Value"] == f'"[INSTALLDIR]{EXE_NAME}" {AUTOSTART_ARGUMENTS}'
 
 
 def test_install_folder_is_under_64_bit_program_files(agent_msi: BuiltMsi) -> None:
@@ -113,7 +113,7 @@ def test_start_menu_shortcut_runs_the_agent_with_its_icon(agent_msi: BuiltMsi) -
     assert shortcut["Directory_"] == "ProgramMenuFolder"
     assert shortcut["Name"].split("|")[-1] == "zgoda Agent"
     assert shortcut["Target"] == f"[INSTALLDIR]{EXE_NAME}"
-    assert shortcut["Arguments"] == RUN_ARGUMENTS
+    assert shortcut["Arguments"] == SHORTCUT_ARGUMENTS
     assert shortcut["Icon_"] == "zgoda.ico"
     assert [row["Name"] for row in rows(agent_msi, "Icon")] == ["zgoda.ico"]
     assert properties(agent_msi)["ARPPRODUCTICON"] == "zgoda.ico"

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from agent.config import FakeRegistry, load_config
-from installer.build import EXE_NAME, RUN_ARGUMENTS
+from installer.build import EXE_NAME
 
-from .conftest import BuiltMsi
+from .conftest import AUTOSTART_ARGUMENTS, BuiltMsi
 from .wine import INSTALL_FAILED, WinePrefix, missing_wine
 
 pytestmark = [pytest.mark.msi, pytest.mark.timeout(600)]
@@ -136,7 +136,7 @@ def test_silent_install_writes_files_settings_run_entry_and_shortcut(
     assert config.tls_pin == SETTINGS["TLS_PIN"]
     assert config.org_name == SETTINGS["ORG_NAME"]
     assert config.language == "en"
-    assert run_entry(prefix) == rf'"C:\Program Files\zgoda Agent\{EXE_NAME}" {RUN_ARGUMENTS}'
+    assert run_entry(prefix) == rf'"C:\Program Files\zgoda Agent\{EXE_NAME}" {AUTOSTART_ARGUMENTS}'
     assert len(shortcuts(prefix)) == 1
     # the shortcut's HKMU key path went to HKLM: a per-machine install
     assert prefix.reg_values(AGENT_KEY + r"\Installed") == {"StartMenuShortcut": "0x1"}
