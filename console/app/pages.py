@@ -115,6 +115,7 @@ class LoginPage(QWidget):
 
     def show_fingerprint(self, sha256_hex: str | None, pinned: str | None) -> None:
         """Show the relay's certificate and whether it matches the pinned one."""
+        self.fingerprint.setStyleSheet("")
         if sha256_hex is None:
             self.fingerprint.setText("plain http: no TLS (development only)")
             self.pin.setEnabled(False)

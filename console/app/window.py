@@ -249,6 +249,8 @@ class MainWindow(QMainWindow):
         return dict(pins) if isinstance(pins, dict) else {}
 
     async def _show_fingerprint(self, url: str) -> str | None:
+        if not url.strip():
+            return None  # nothing typed yet: nothing to show
         try:
             relay = normalise_relay_url(url)
             fingerprint = await fetch_tls_fingerprint(relay)
@@ -288,6 +290,7 @@ class MainWindow(QMainWindow):
         self.client = client
         if tls_pin and fingerprint and not pinned:
             self.settings.setValue("tls_pins", {**self._pins(), relay: fingerprint})
+        self.login.show_fingerprint(fingerprint, self._pins().get(relay))
         self.settings.setValue("relay_url", relay)
         self.settings.setValue("username", user)
         self.login.password.clear()
