@@ -25,11 +25,15 @@ from console.session import Phase
 from protocol.codes import PhoneCode, parse_code
 from protocol.connection import SessionEnded
 from protocol.messages import (
+    Cursor,
+    CursorShape,
     DenyReason,
     Encoding,
     EndReason,
     Frame,
     KeyEvent,
+    Monitor,
+    MonitorLayout,
     MouseButton,
     Notice,
     NoticeCode,
@@ -37,6 +41,7 @@ from protocol.messages import (
     PointerButton,
     Region,
     Rights,
+    SelectMonitor,
 )
 from tests.console.peer import ScriptedAgent
 from tests.console.qt import QtLoop, until
@@ -260,6 +265,53 @@ def test_whole_call_in_the_app(qloop: QtLoop, relay: RelayProcess, tmp_path: Pat
                 ry = 25 if "top" in name else 175
                 got = viewer_pixel(window, rx, ry)
                 assert max(abs(a - e) for a, e in zip(got, (r, g, b), strict=True)) <= 2, name
+
+            # the agent's cursor is drawn where it says, with its shape
+            magenta = bytes((255, 0, 255, 255)) * 64
+            shape = CursorShape(width=8, height=8, hot_x=0, hot_y=0, rgba=magenta)
+            await agent.send(Cursor(x=60, y=40, visible=True, shape=shape))
+            await until(lambda: viewer_pixel(window, 63, 43) == (255, 0, 255), what="the cursor")
+
+            # the status line shows frame rate, throughput, round trip and codec
+            window._update_stats()
+            stats = window.stats_label.text()
+            assert "fps" in stats and "kbit/s" in stats and "SOLID" in stats, stats
+            await until(lambda: window.session is not None and window.session.stats.rtt_ms)
+            window._update_stats()
+            assert " ms" in window.stats_label.text()
+
+            # two monitors: the switcher lists them and asks the PC for the other one
+            await agent.send(
+                MonitorLayout(
+                    monitors=(
+                        Monitor(
+                            index=0,
+                            x=0,
+                            y=0,
+                            width=320,
+                            height=200,
+                            scale_percent=100,
+                            primary=True,
+                            name="DP-1",
+                        ),
+                        Monitor(
+                            index=1,
+                            x=320,
+                            y=0,
+                            width=320,
+                            height=200,
+                            scale_percent=100,
+                            name="HDMI-1",
+                        ),
+                    ),
+                    selected=0,
+                )
+            )
+            await until(lambda: window.monitors.count() == 2, what="the monitor list")
+            assert window.monitors.isEnabled() and "HDMI-1" in window.monitors.itemText(1)
+            window.monitors.setCurrentIndex(1)
+            window.monitors.activated.emit(1)
+            await agent.wait(lambda: agent.of(SelectMonitor) == [SelectMonitor(index=1)])
 
             viewer = window.viewer
             QTest.keyClick(viewer, Qt.Key.Key_A)
