@@ -74,3 +74,17 @@ def newer_msis(agent_msi: BuiltMsi, msi_work: Path) -> tuple[BuiltMsi, BuiltMsi]
         )
         built.append(BuiltMsi(path, version, msi_work / "work" / f"stage-{version}"))
     return built[0], built[1]
+
+
+@pytest.fixture(scope="session")
+def rebuilt_newest_msi(newer_msis: tuple[BuiltMsi, BuiltMsi], msi_work: Path) -> BuiltMsi:
+    """The newest version built again: same version, new ProductCode (a rebuilt package)."""
+    newest = newer_msis[1]
+    dist = msi_work / "work" / "dist" / "zgoda-agent"
+    path = build(
+        msi_work / "rebuilt",
+        version=newest.version,
+        pyinstaller_dist=dist,
+        work=msi_work / "work",
+    )
+    return BuiltMsi(path, newest.version, newest.staging)

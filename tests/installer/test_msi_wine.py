@@ -2,7 +2,8 @@
 
 The tests run in file order on the same prefix, as an admin would meet them: a silent
 install without the relay settings is refused; a silent install with them; an upgrade
-without properties; an upgrade that changes one property; a refused downgrade; removal.
+without properties; an upgrade that changes one property; a rebuilt package of the same
+version; a refused downgrade; removal.
 Each test states what the previous ones left behind.
 
 Wine differences, checked here and written down where they matter: the exit status is
@@ -80,9 +81,13 @@ def log_text(log: Path) -> str:
 
 
 def products(prefix: WinePrefix) -> list[dict[str, str]]:
-    """The zgoda entries in Programs and Features (the Uninstall key)."""
+    """The zgoda entries in Programs and Features (the Uninstall key), with `ProductCode`."""
     tree = prefix.reg_tree(UNINSTALL_KEY) or {}
-    return [values for values in tree.values() if values.get("DisplayName") == "zgoda Agent"]
+    return [
+        {**values, "ProductCode": key.rsplit("\\", 1)[-1]}
+        for key, values in tree.items()
+        if values.get("DisplayName") == "zgoda Agent"
+    ]
 
 
 def installed_files(prefix: WinePrefix) -> set[str]:
@@ -170,6 +175,22 @@ def test_upgrade_with_one_property_changes_only_that_value(
     assert product["DisplayVersion"] == newest.version
 
 
+def test_rebuilt_package_of_the_same_version_replaces_the_installed_one(
+    prefix: WinePrefix,
+    newer_msis: tuple[BuiltMsi, BuiltMsi],
+    rebuilt_newest_msi: BuiltMsi,
+    log: Path,
+) -> None:
+    (before,) = products(prefix)
+    assert rebuilt_newest_msi.version == newer_msis[1].version
+    status = install(prefix, rebuilt_newest_msi, log)
+    assert status == 0, log_text(log)
+    (after,) = products(prefix)  # replaced, not installed beside it
+    assert after["ProductCode"] != before["ProductCode"]
+    assert after["DisplayVersion"] == rebuilt_newest_msi.version
+    assert prefix.reg_values(AGENT_KEY) == {**EXPECTED_VALUES, "OrgName": "Acme Sp. z o.o."}
+
+
 def test_downgrade_is_refused_and_the_newer_version_stays(
     prefix: WinePrefix,
     agent_msi: BuiltMsi,
@@ -188,10 +209,10 @@ def test_downgrade_is_refused_and_the_newer_version_stays(
 
 
 def test_uninstall_removes_files_settings_run_entry_and_shortcut(
-    prefix: WinePrefix, newer_msis: tuple[BuiltMsi, BuiltMsi], log: Path
+    prefix: WinePrefix, rebuilt_newest_msi: BuiltMsi, log: Path
 ) -> None:
-    _, newest = newer_msis
-    status = prefix.msiexec("/x", prefix.windows_path(newest.path), "/qn", log=log)
+    installed = rebuilt_newest_msi.path
+    status = prefix.msiexec("/x", prefix.windows_path(installed), "/qn", log=log)
     assert status == 0, log_text(log)
     assert not (prefix.drive_c / INSTALL_DIR).exists()
     assert prefix.reg_values(AGENT_KEY) is None
