@@ -8,6 +8,7 @@ only when the framebuffer is reallocated (the PC's resolution or monitor changed
 from __future__ import annotations
 
 import logging
+from enum import Enum
 
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import (
@@ -56,12 +57,22 @@ BUTTONS: dict[Qt.MouseButton, MouseButton] = {
 
 OVERLAY_BACKGROUND = QColor(20, 24, 32, 215)
 BANNER_BACKGROUND = QColor(180, 110, 0, 230)
+DIMMED = QColor(12, 14, 18, 150)
+HIDDEN_BACKGROUND = QColor(36, 40, 48)  # opaque: not even the last picture shows
 
 
-def overlay_for(session: ConsoleSession | None) -> tuple[str, bool] | None:
-    """The text drawn over the screen for the session's state, and whether it covers it."""
+class Cover(Enum):
+    """How an overlay covers the remote picture."""
+
+    BANNER = "banner"  # a strip at the top: the picture stays usable
+    DIM = "dim"  # the picture is dimmed under a message: nothing to do in it now
+    HIDE = "hide"  # the picture is hidden: the user's screen is not the consultant's to see
+
+
+def overlay_for(session: ConsoleSession | None) -> tuple[str, Cover] | None:
+    """The text drawn over the screen for the session's state, and how it covers it."""
     if session is None:
-        return ("No session", True)
+        return ("No session", Cover.DIM)
     phase = session.phase
     if phase is Phase.ENDED and session.ended is not None:
         ended = session.ended
@@ -70,31 +81,31 @@ def overlay_for(session: ConsoleSession | None) -> tuple[str, bool] | None:
             if ended.reason is EndReason.DENIED
             else "Session ended"
         )
-        return (f"{title}\n{describe_end(ended)}", True)
+        return (f"{title}\n{describe_end(ended)}", Cover.DIM)
     if phase in (Phase.CONNECTING, Phase.WAITING_FOR_USER, Phase.PAIRING):
-        return ("Waiting for the user to type the code", True)
+        return ("Waiting for the user to type the code", Cover.DIM)
     if phase is Phase.WAITING_FOR_CONSENT:
-        return ("Waiting for the user to allow the session", True)
+        return ("Waiting for the user to allow the session", Cover.DIM)
     if phase is Phase.RECONNECTING:
-        return ("The link to the relay dropped: reconnecting…", False)
+        return ("The link to the relay dropped: reconnecting…", Cover.BANNER)
     if session.peer_away:
-        return ("The user's PC lost its connection: waiting for it to come back…", False)
+        return ("The user's PC lost its connection: waiting for it to come back…", Cover.BANNER)
     if phase is Phase.HAND_BACK:
-        return ("The user is typing a password: screen hidden", True)
+        return ("The user is typing a password: screen hidden", Cover.HIDE)
     if session.secure_desktop:
         return (
             "The user must answer a prompt on their screen\n"
             "(UAC, Ctrl+Alt+Del or the lock screen cannot be seen or controlled remotely)",
-            True,
+            Cover.DIM,
         )
     if session.framebuffer.curtain:
-        return ("The user's screen is hidden", True)
+        return ("The user's screen is hidden", Cover.HIDE)
     if phase is Phase.ESCALATING:
-        return ("Asking the user for control…", False)
+        return ("Asking the user for control…", Cover.BANNER)
     if session.input_paused:
-        return ("A zgoda window is on the user's screen: input paused", False)
+        return ("A zgoda window is on the user's screen: input paused", Cover.BANNER)
     if session.framebuffer.empty:
-        return ("Waiting for the first picture", True)
+        return ("Waiting for the first picture", Cover.DIM)
     return None
 
 
@@ -250,18 +261,19 @@ class Viewer(QWidget):
             self._cursor_image,
         )
 
-    def _paint_overlay(self, painter: QPainter, text: str, covers: bool) -> None:
+    def _paint_overlay(self, painter: QPainter, text: str, cover: Cover) -> None:
         font = QFont(self.font())
         font.setPointSizeF(max(11.0, font.pointSizeF() * 1.4))
         painter.setFont(font)
-        if covers:
+        if cover is Cover.BANNER:
+            box = QRect(0, 0, self.width(), 44)
+            painter.fillRect(box, BANNER_BACKGROUND)
+        else:
+            painter.fillRect(self.rect(), HIDDEN_BACKGROUND if cover is Cover.HIDE else DIMMED)
             box = self.rect().adjusted(40, 0, -40, 0)
             box.setHeight(min(160, self.height()))
             box.moveCenter(self.rect().center())
             painter.fillRect(box, OVERLAY_BACKGROUND)
-        else:
-            box = QRect(0, 0, self.width(), 44)
-            painter.fillRect(box, BANNER_BACKGROUND)
         painter.setPen(QColor(255, 255, 255))
         painter.drawText(box, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
 

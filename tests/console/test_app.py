@@ -346,6 +346,9 @@ def test_whole_call_in_the_app(qloop: QtLoop, relay: RelayProcess, tmp_path: Pat
                 lambda: window.session is not None and window.session.phase is Phase.HAND_BACK
             )
             assert window.viewer.overlay_text() == "The user is typing a password: screen hidden"
+            await asyncio.sleep(0.05)  # one paint
+            hidden = viewer_pixel(window, 10, 10)  # a corner outside the message box
+            assert hidden == (36, 40, 48)  # the curtain: not even the last picture shows
             assert not viewer.capturing and "keyboard" in window.rights_label.text()
             QTest.keyClick(viewer, Qt.Key.Key_X)  # nothing may reach the PC now
             await agent.end_hand_back()
