@@ -93,7 +93,10 @@ class FrameBuffer:
         elif region.encoding is Encoding.ZLIB_BGRA:
             target[:] = _inflate(region)
         elif region.encoding is Encoding.JPEG:
-            target[:] = _decode_jpeg(region)
+            if region.x == 0 and region.width == self.width:
+                _decode_jpeg_into(region, target)  # full rows are contiguous: no copy
+            else:
+                target[:] = _decode_jpeg(region)
         else:  # pragma: no cover - the codec only builds known Encoding members
             raise BadFrame(f"unknown region encoding {region.encoding!r}")
 
@@ -128,6 +131,21 @@ def _decode_jpeg(region: Region) -> Pixels:
             f"not the stated {region.width}x{region.height}"
         )
     return image
+
+
+def _decode_jpeg_into(region: Region, target: Pixels) -> None:
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(region.data)
+    except (ValueError, RuntimeError) as exc:
+        raise BadFrame(f"a JPEG region does not decode: {exc}") from None
+    if (width, height) != (region.width, region.height):
+        raise BadFrame(
+            f"a JPEG region is {width}x{height}, not the stated {region.width}x{region.height}"
+        )
+    try:
+        simplejpeg.decode_jpeg(region.data, colorspace="BGRA", buffer=target)
+    except (ValueError, RuntimeError) as exc:
+        raise BadFrame(f"a JPEG region does not decode: {exc}") from None
 
 
 def cursor_pixels(shape: CursorShape) -> Pixels:

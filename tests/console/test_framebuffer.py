@@ -74,6 +74,25 @@ def test_jpeg_region_decodes_close_to_the_source() -> None:
     assert diff.mean() < 4
 
 
+def test_full_width_jpeg_is_decoded_straight_into_the_buffer() -> None:
+    fb = FrameBuffer()
+    fb.apply(
+        frame(Region(x=0, y=0, width=64, height=48, encoding=Encoding.SOLID, data=b"\0\0\0\xff"))
+    )
+    pixels_before = fb.pixels
+    band = np.zeros((16, 64, 4), dtype=np.uint8)
+    band[:] = (20, 200, 120, 255)
+    data = simplejpeg.encode_jpeg(band, quality=95, colorspace="BGRA")
+    fb.apply(frame(Region(x=0, y=8, width=64, height=16, encoding=Encoding.JPEG, data=data)))
+    assert fb.pixels is pixels_before
+    assert np.abs(fb.pixels[8:24, :, :3].astype(int) - band[:, :, :3]).max() <= 3
+    assert (fb.pixels[7] == [0, 0, 0, 255]).all() and (fb.pixels[24] == [0, 0, 0, 255]).all()
+    with pytest.raises(BadFrame, match="not the stated"):
+        fb.apply(frame(Region(x=0, y=0, width=64, height=20, encoding=Encoding.JPEG, data=data)))
+    with pytest.raises(BadFrame, match="does not decode"):
+        fb.apply(frame(Region(x=0, y=0, width=64, height=16, encoding=Encoding.JPEG, data=b"junk")))
+
+
 def test_buffer_is_reused_until_the_screen_size_changes() -> None:
     fb = FrameBuffer()
     for i in range(50):
