@@ -70,6 +70,9 @@ class WinePrefix:
             result = subprocess.run(
                 ["wine", *args],
                 env=self.env,
+                # msiexec writes the product's icons under the working directory ("Icon/"):
+                # keep them inside the throwaway prefix, not in the checkout.
+                cwd=self.path,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
