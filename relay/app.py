@@ -63,7 +63,15 @@ async def serve(config: RelayConfig) -> None:
     store = SQLiteStore(config.data_dir)
     relay = Relay(config, store, key, Metrics())
     app = build_app(relay)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=1.0,
+        # a TCP connection that sends no request (or goes quiet between requests)
+        # is closed after this long, so idle sockets cannot pile up
+        keepalive_timeout=config.handshake_timeout,
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.bind, config.port, ssl_context=context, backlog=1024)
     try:

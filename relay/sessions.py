@@ -92,6 +92,7 @@ class End:
     session: Session | None = None
     sending_since: float = 0.0  # monotonic start of a send still waiting for the peer
     transport: asyncio.Transport | None = None
+    close_done: asyncio.Event | None = None  # set once a close started elsewhere has finished
 
     @property
     def name(self) -> str:
@@ -246,8 +247,9 @@ class Endpoints:
                     self.relay.metrics.failures.labels("websocket_error").inc()
                     log.info("%s %s: websocket error: %s", end.name, end.ip, ws.exception())
                     break
-                if end.state is State.CLOSED:
-                    break
+                # An end the relay has closed (state CLOSED) keeps being read until
+                # its socket closes: returning early would let aiohttp close it
+                # with 1000 before the relay's own RelayError and close code.
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug must end this connection only, never the relay
@@ -256,11 +258,19 @@ class Endpoints:
             await self._refuse(end, RelayErrorCode.INTERNAL, "The relay had an internal error.")
         finally:
             await self._left(end)
+            if end.close_done is not None:
+                # Another task is closing this socket and waits for the peer's
+                # close frame; returning now would let aiohttp drop the transport
+                # under it and the peer would see 1006 instead of our close code.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(end.close_done.wait(), self.config.shutdown_grace + 1)
         return ws
 
     # -- dispatch
 
     async def _on_message(self, end: End, data: bytes) -> None:
+        if end.state is State.CLOSED:
+            return  # the relay is closing this end; what it still sends is moot
         session = end.session
         if session is not None and end.state is State.PAIRED and data[:2] == _SEALED_PREFIX:
             await self._forward(session, end, data)
@@ -554,8 +564,14 @@ class Endpoints:
 
     async def _close(self, end: End, code: int, reason: str) -> None:
         end.state = State.CLOSED
-        with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
-            await end.ws.close(code=code, message=reason.encode()[:120])
+        if end.close_done is not None:
+            return  # already closing
+        end.close_done = asyncio.Event()
+        try:
+            with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+                await end.ws.close(code=code, message=reason.encode()[:120])
+        finally:
+            end.close_done.set()
 
     async def _refuse(
         self, end: End, code: RelayErrorCode, message: str, retry_after: float = 0.0
@@ -602,51 +618,61 @@ class Endpoints:
 
     async def _sweep(self, now: float) -> None:
         cfg = self.config
-        for live in list(self.sessions):
-            self._report_bytes(live)
-        for end in list(self.relay.ends):
-            if end.state is State.CLOSED:
-                continue
-            session = end.session
-            if end.sending_since and now - end.sending_since > cfg.slow_peer_timeout and session:
-                peer = session.peer_of(end)
-                log.info("%s %s: peer too slow, ending session %s", peer.name, peer.ip, session.id)
-                peer.state = State.CLOSED
-                if peer.transport is not None:
-                    # it reads nothing, so a close handshake would only wait: cut it
-                    peer.transport.abort()
-                await self._refuse(
-                    end,
-                    RelayErrorCode.PEER_TOO_SLOW,
-                    "The other side's connection is too slow; the session was ended.",
-                )
-                continue
-            if end.state is State.PAIRED and session is not None:
-                if len(session.confirmed) < 2 and now > end.deadline:
-                    await self._refuse(
-                        end,
+        for session in list(self.sessions):
+            self._report_bytes(session)
+            for end in (session.console, session.agent):
+                if end.sending_since and now - end.sending_since > cfg.slow_peer_timeout:
+                    await self._peer_too_slow(session, end)
+                    break
+            else:
+                if len(session.confirmed) < 2 and now > session.agent.deadline:
+                    await self._refuse_session(
+                        session,
                         RelayErrorCode.PEER_GONE,
                         "The other side did not finish connecting in time.",
                     )
                 elif now - session.last_activity > cfg.idle_timeout:
-                    await self._refuse(
-                        end,
+                    await self._refuse_session(
+                        session,
                         RelayErrorCode.PEER_GONE,
                         "The session was idle too long and was ended.",
                     )
-                continue
-            if now > end.deadline:
-                if end.state is State.WAITING:
-                    await self._refuse(
-                        end,
-                        RelayErrorCode.NAMEPLATE_UNKNOWN,
-                        "The session code expired unused; start a new session.",
-                    )
-                else:
-                    await self._refuse(
-                        end,
-                        RelayErrorCode.BAD_MESSAGE,
-                        f"No request within {cfg.handshake_timeout:.0f} seconds.",
-                    )
+        for end in list(self.relay.ends):
+            if end.state is State.WAITING and now > end.deadline:
+                await self._refuse(
+                    end,
+                    RelayErrorCode.NAMEPLATE_UNKNOWN,
+                    "The session code expired unused; start a new session.",
+                )
+            elif end.state is State.NEW and now > end.deadline:
+                await self._refuse(
+                    end,
+                    RelayErrorCode.BAD_MESSAGE,
+                    f"No request within {cfg.handshake_timeout:.0f} seconds.",
+                )
         self.relay.directory.expire(self.relay.now())
         self.relay.metrics.waiting.set(len(self.relay.directory))
+
+    async def _refuse_session(self, session: Session, code: RelayErrorCode, message: str) -> None:
+        """End a session for a relay-side reason: both ends get the RelayError."""
+        ends = (session.console, session.agent)
+        for end in ends:
+            end.state = State.CLOSED
+        await self._end_session(session, code.name.lower())
+        await asyncio.gather(*(self._refuse(end, code, message) for end in ends))
+
+    async def _peer_too_slow(self, session: Session, sender: End) -> None:
+        """`sender` has waited too long for its peer to accept data: drop the peer."""
+        peer = session.peer_of(sender)
+        log.info("%s %s: too slow, ending session %s", peer.name, peer.ip, session.id)
+        self.relay.metrics.failures.labels("peer_too_slow").inc()
+        peer.state = sender.state = State.CLOSED
+        await self._end_session(session, f"{peer.name} too slow")
+        if peer.transport is not None:
+            # it reads nothing, so a close handshake would only wait: cut it
+            peer.transport.abort()
+        await self._refuse(
+            sender,
+            RelayErrorCode.PEER_TOO_SLOW,
+            "The other side's connection is too slow; the session was ended.",
+        )

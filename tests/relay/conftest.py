@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -26,3 +29,24 @@ def shared_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProc
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+    # Closing the session closes its transports with call_soon callbacks; give
+    # them a turn before pytest-asyncio closes the loop, or their sockets leak.
+    for _ in range(3):
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def make_relay(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
+    """Start relays with their own config (`make_relay(config={...})`); all stopped after."""
+    started: list[RelayProcess] = []
+
+    def make(**kwargs: Any) -> RelayProcess:
+        process = start_relay(tmp_path / f"relay{len(started)}", **kwargs)
+        started.append(process)
+        return process
+
+    try:
+        yield make
+    finally:
+        for process in started:
+            process.stop()

@@ -55,11 +55,17 @@ class Client:
         return message
 
     async def closed(self) -> int | None:
-        """Read until the relay closes; return the close code (ignoring data before it)."""
+        """Read until the relay closes; return the code of its close frame.
+
+        The code comes from the frame itself: when the relay closes a socket from
+        another task, aiohttp drops the TCP connection right after the frame, so
+        the client's echo fails and its own `close_code` reads 1006.
+        """
         for _ in range(1000):
             msg = await self.ws.receive(timeout=STEP_TIMEOUT)
+            if msg.type is aiohttp.WSMsgType.CLOSE:
+                return int(msg.data)
             if msg.type in (
-                aiohttp.WSMsgType.CLOSE,
                 aiohttp.WSMsgType.CLOSED,
                 aiohttp.WSMsgType.CLOSING,
                 aiohttp.WSMsgType.ERROR,

@@ -255,18 +255,22 @@ def _spawn(
         if proc.stdout is not None:
             proc.stdout.close()
         raise
-    pubkey = relay_cli(data_dir, "pubkey").stdout.strip()
-    return RelayProcess(
+    process = RelayProcess(
         data_dir=data_dir,
         org=org,
         url=url,
         proc=proc,
         log_path=log_path,
-        pubkey=pubkey,
+        pubkey="",
         fingerprint=fingerprint,
         args=args,
         env=env,
     )
+    # the same key `zgoda relay pubkey` prints; asking the running relay saves a process
+    status, info = process.api("GET", "/api/relay")
+    assert status == 200, info
+    process.pubkey = info["public_key"]
+    return process
 
 
 def _read_line(proc: subprocess.Popen[str], prefix: str) -> str:
