@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import importlib
 import logging
+import os
+import queue
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +32,9 @@ ICON_SIZE = 64
 
 STOP_TIMEOUT = 5.0
 """pystray's documented bound for `stop()` to end `run()`."""
+
+STOP_GRACE = 1.0
+"""How long `stop()` lets pystray's loop end by itself before cutting its connection."""
 
 
 class TrayState(enum.Enum):
@@ -93,8 +100,40 @@ def draw_icon(state: TrayState) -> Image.Image:
     return image
 
 
+def load_pystray() -> Any:
+    """pystray with the best backend here: on Linux gtk when PyGObject and GTK 3 exist
+    (a real menu, notifications), else xorg (icon only). pystray's own choice tries
+    appindicator first and fails with ValueError when `gi` exists without it.
+
+    Raises:
+        ImportError: no display, or pystray cannot load any backend.
+    """
+    if sys.platform.startswith("linux") and "PYSTRAY_BACKEND" not in os.environ:
+        os.environ["PYSTRAY_BACKEND"] = "gtk" if _gtk_available() else "xorg"
+    import pystray
+
+    return pystray
+
+
+def _gtk_available() -> bool:
+    try:
+        gi = importlib.import_module("gi")  # PyGObject: optional, often the distro's
+        gi.require_version("Gtk", "3.0")
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
 class Tray:
-    """The pystray icon of the app. `start()` runs it on its own thread; `stop()` joins it.
+    """The pystray icon of the app.
+
+    Threads: pystray's loop runs on "zgoda-tray"; every call into the icon (picture,
+    tooltip, notification, stop) runs on "zgoda-tray-calls", fed by a queue. The
+    Tk thread therefore never waits on pystray: its xorg backend hands each call to
+    its loop over the same Xlib connection the loop reads, and python-xlib can
+    deadlock there (seen here: the loop waiting for a reply in get_geometry while
+    the caller waits for the loop). Both threads are daemons so a stuck tray
+    backend cannot keep the process from exiting; a clean stop joins them.
 
     `on_menu(action)` is called on the tray thread for each menu click; it must
     only hand the action over (the app posts it to its mailbox).
@@ -115,17 +154,16 @@ class Tray:
         self._images = {state: draw_icon(state) for state in TrayState}
         self.state = TrayState.IDLE
         self.tooltip = strings.get("tray.idle")
+        self.notifications: list[str] = []  # what was shown, newest last
         self._thread: threading.Thread | None = None
+        self._worker: threading.Thread | None = None
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._started = threading.Event()
-        # pystray's xorg backend hands each call to its loop and waits on one shared
-        # queue for the result: two threads calling at once can take each other's
-        # results and hang. Every call into the icon goes under this lock.
+        # The setup callback runs on a thread of pystray's; it and the worker must
+        # not call into the icon at the same time.
         self._lock = threading.Lock()
         if backend is None:
-            import pystray  # needs a display: imported only when a tray is made
-
-            backend = pystray
-        self._pystray = backend
+            backend = load_pystray()  # needs a display: imported only when a tray is made
         item, menu = backend.MenuItem, backend.Menu
         self.icon = backend.Icon(
             "zgoda",
@@ -156,10 +194,12 @@ class Tray:
         return clicked
 
     def start(self) -> None:
-        """Run the icon on the "zgoda-tray" thread."""
-        self._thread = threading.Thread(target=self._run, name="zgoda-tray")
+        """Run the icon on "zgoda-tray" and its calls on "zgoda-tray-calls"."""
+        self._thread = threading.Thread(target=self._run, name="zgoda-tray", daemon=True)
         self._thread.start()
         self._started.wait(STOP_TIMEOUT)
+        self._worker = threading.Thread(target=self._work, name="zgoda-tray-calls", daemon=True)
+        self._worker.start()
 
     def _run(self) -> None:
         def setup(icon: Any) -> None:
@@ -178,30 +218,54 @@ class Tray:
         finally:
             self._started.set()
 
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            try:
+                with self._lock:
+                    call()
+            except Exception:
+                # No tray host: nothing to update; the windows carry the same news.
+                log.info("tray update failed", exc_info=True)
+
     def show(self, state: TrayState, tooltip: str) -> None:
-        """Change picture and tooltip (from the Tk thread) and refresh the menu's state."""
+        """Change picture and tooltip and refresh the menu's state; returns at once."""
+        if (state, tooltip) == (self.state, self.tooltip):
+            return
         self.state, self.tooltip = state, tooltip
-        with self._lock, contextlib.suppress(Exception):  # no tray host: nothing to update
-            self.icon.icon = self._images[state]
-            # Windows limits tooltips to 127 characters.
-            self.icon.title = tooltip[:127]
+        image = self._images[state]
+
+        def apply() -> None:
+            self.icon.icon = image
+            self.icon.title = tooltip[:127]  # Windows limits tooltips to 127 characters
             self.icon.update_menu()
 
+        self._calls.put(apply)
+
     def notify(self, message: str) -> None:
-        """A desktop notification where the backend has them; otherwise nothing."""
-        if not getattr(self.icon, "HAS_NOTIFICATION", False):
-            return
-        try:
-            with self._lock:
-                self.icon.notify(message, self.strings.get("app.name"))
-        except Exception:
-            log.info("notification not shown", exc_info=True)
+        """A desktop notification where the backend has them; returns at once."""
+        self.notifications.append(message)
+        if getattr(self.icon, "HAS_NOTIFICATION", False):
+            self._calls.put(lambda: self.icon.notify(message, self.strings.get("app.name")))
 
     def stop(self) -> None:
-        """End pystray's loop and join its thread (bounded)."""
-        with self._lock, contextlib.suppress(Exception):
-            self.icon.stop()
+        """End pystray's loop and join both threads (bounded)."""
+        if self._worker is not None:
+            self._calls.put(self.icon.stop)
+            self._calls.put(None)
+            self._worker.join(STOP_TIMEOUT)
+            if self._worker.is_alive():
+                log.warning("the tray's calls did not finish within %.0f s", STOP_TIMEOUT)
         if self._thread is not None:
-            self._thread.join(STOP_TIMEOUT)
+            self._thread.join(STOP_GRACE)
+            if self._thread.is_alive():
+                # Seen with the xorg backend docked in a tray host: the window is
+                # destroyed but its loop never sees the DestroyNotify and blocks in
+                # next_event(). Closing its display connection ends that read, and
+                # pystray's loop returns (it logs the error).
+                display = getattr(self.icon, "_display", None)
+                if display is not None:
+                    with contextlib.suppress(Exception):
+                        display.close()
+                self._thread.join(STOP_TIMEOUT)
             if self._thread.is_alive():
                 log.warning("the tray thread did not stop within %.0f s", STOP_TIMEOUT)

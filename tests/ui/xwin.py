@@ -1,0 +1,102 @@
+"""Finding and clicking the tray app's windows the way a user would: xdotool and ImageMagick.
+
+Tk gives every widget its own X window but names only top-level ones, so a
+button is found structurally: `widgets(wid)` lists the mapped leaf windows of a
+top-level in creation order (Tk creates a widget's window when the widget is
+made, and these dialogs build their buttons last, left to right).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from Xlib import X
+from Xlib import display as xdisplay_module
+from Xlib.xobject.drawable import Window
+
+WAIT = 15.0
+POLL = 0.05
+
+
+@dataclass(frozen=True)
+class Box:
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def centre(self) -> tuple[int, int]:
+        return self.x + self.width // 2, self.y + self.height // 2
+
+
+def xdotool(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        ["xdotool", *args], env=env, capture_output=True, text=True, timeout=WAIT, check=False
+    )
+    return result.stdout
+
+
+def find_window(env: dict[str, str], name: str, timeout: float = WAIT) -> int:
+    """The id of a visible window whose title matches `name` (a regex); bounded wait."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = xdotool(env, "search", "--onlyvisible", "--name", name).split()
+        if found:
+            return int(found[-1])
+        time.sleep(POLL)
+    raise AssertionError(f"no visible window named {name!r}")
+
+
+def window_gone(env: dict[str, str], name: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not xdotool(env, "search", "--onlyvisible", "--name", name).split():
+            return
+        time.sleep(POLL)
+    raise AssertionError(f"window {name!r} is still visible")
+
+
+def is_visible(env: dict[str, str], name: str) -> bool:
+    return bool(xdotool(env, "search", "--onlyvisible", "--name", name).split())
+
+
+def widgets(display_name: str, wid: int) -> list[Box]:
+    """Mapped leaf windows under the top-level `wid`, depth first, with screen coordinates."""
+    d = xdisplay_module.Display(display_name)
+    try:
+        root = d.screen().root
+        top = d.create_resource_object("window", wid)
+        boxes: list[Box] = []
+
+        def walk(window: Window) -> None:
+            children = window.query_tree().children
+            attrs = window.get_attributes()
+            if attrs.map_state != X.IsViewable:
+                return
+            if not children:
+                geometry = window.get_geometry()
+                origin = root.translate_coords(window, 0, 0)
+                boxes.append(Box(origin.x, origin.y, geometry.width, geometry.height))
+                return
+            for child in children:
+                walk(child)
+
+        walk(top)
+        return boxes
+    finally:
+        d.close()
+
+
+def click_at(env: dict[str, str], x: int, y: int) -> None:
+    # No --sync: xdotool waits forever for a move when the pointer is already there.
+    xdotool(env, "mousemove", str(x), str(y), "click", "1")
+
+
+def screenshot(env: dict[str, str], wid: int, path: Path) -> Path:
+    """`import -window` the window into `path` (PNG)."""
+    subprocess.run(["import", "-window", str(wid), str(path)], env=env, timeout=WAIT, check=True)
+    return path
