@@ -415,7 +415,7 @@ class ConsoleSession:
         self.send_input(PointerButton(button=button, down=down, x=x, y=y))
 
     def scroll(self, dx: int, dy: int, x: int, y: int) -> None:
-        """Scroll in wheel notches (positive dy = away from the user, as Qt's angleDelta)."""
+        """Scroll by wheel notches (positive dy = away from the user, i.e. up)."""
         self.send_input(Scroll(dx=max(-120, min(120, dx)), dy=max(-120, min(120, dy)), x=x, y=y))
 
     def key(self, key: str, down: bool, modifiers: Modifiers = Modifiers.NONE) -> None:

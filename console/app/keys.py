@@ -142,6 +142,9 @@ class KeyTranslator:
         return events
 
     def _composed(self, char: str, mods: Modifiers) -> list[KeyEvent]:
+        # the agent holds Ctrl/Alt/Meta flagged on a character around it: AltGr's
+        # character must carry none of them, only what is part of the character
+        mods = Modifiers.ALTGR | (mods & Modifiers.SHIFT)
         held_mods = [name for name in self.held.values() if name in ("ctrl", "alt")]
         events = [KeyEvent(key=name, down=False) for name in held_mods]
         events += [

@@ -55,6 +55,9 @@ BUTTONS: dict[Qt.MouseButton, MouseButton] = {
     Qt.MouseButton.ForwardButton: MouseButton.FORWARD,
 }
 
+WHEEL_NOTCH = 120
+"""Qt's angleDelta for one notch of a classic mouse wheel (15 degrees in eighths)."""
+
 OVERLAY_BACKGROUND = QColor(20, 24, 32, 215)
 BANNER_BACKGROUND = QColor(180, 110, 0, 230)
 DIMMED = QColor(12, 14, 18, 150)
@@ -124,6 +127,7 @@ class Viewer(QWidget):
         self._image_generation = -1
         self._cursor_shape: CursorShape | None = None
         self._cursor_image: QImage | None = None
+        self._wheel = [0, 0]  # angle not yet sent as whole notches (x, y)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMouseTracking(True)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -377,10 +381,16 @@ class Viewer(QWidget):
         where = self.to_remote(event.position())
         if where is None:
             return
-        delta = event.angleDelta()  # 120 = one notch of a classic wheel
-        dx = max(-120, min(120, delta.x()))
-        dy = max(-120, min(120, delta.y()))
+        # Qt counts eighths of a degree (120 = one notch of a classic wheel); the PC
+        # scrolls in notches. Touchpads send small steps: they add up to notches.
+        delta = event.angleDelta()
+        self._wheel[0] += delta.x()
+        self._wheel[1] += delta.y()
+        dx, dy = (int(v / WHEEL_NOTCH) for v in self._wheel)
         if dx or dy:
+            self._wheel[0] -= dx * WHEEL_NOTCH
+            self._wheel[1] -= dy * WHEEL_NOTCH
+            dx, dy = max(-120, min(120, dx)), max(-120, min(120, dy))
             self._send(Scroll(dx=dx, dy=dy, x=where[0], y=where[1]))
         event.accept()
 

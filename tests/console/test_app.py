@@ -13,8 +13,8 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QEvent, QSettings, Qt
-from PySide6.QtGui import QColor, QKeyEvent
+from PySide6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
+from PySide6.QtGui import QColor, QKeyEvent, QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -41,6 +41,7 @@ from protocol.messages import (
     PointerButton,
     Region,
     Rights,
+    Scroll,
     SelectMonitor,
 )
 from tests.console.peer import ScriptedAgent
@@ -322,6 +323,21 @@ def test_whole_call_in_the_app(qloop: QtLoop, relay: RelayProcess, tmp_path: Pat
             QTest.mouseClick(
                 viewer, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, center
             )
+            # one notch down, then a touchpad's two half-notches up: two Scrolls of one notch
+            for angle in (-120, 60, 60):
+                wheel = QWheelEvent(
+                    QPointF(center),
+                    QPointF(center),
+                    QPoint(0, 0),
+                    QPoint(0, angle),
+                    Qt.MouseButton.NoButton,
+                    Qt.KeyboardModifier.NoModifier,
+                    Qt.ScrollPhase.NoScrollPhase,
+                    False,
+                )
+                QApplication.sendEvent(viewer, wheel)
+            await agent.wait(lambda: len(agent.of(Scroll)) == 2)
+            assert [s.dy for s in agent.of(Scroll)] == [-1, 1]
             await agent.wait(lambda: len(agent.of(PointerButton)) == 2)
             keys = [(k.key, k.down) for k in agent.of(KeyEvent)]
             assert keys == [

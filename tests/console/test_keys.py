@@ -77,6 +77,8 @@ def test_windows_altgr_as_ctrl_alt_releases_them_around_the_character() -> None:
         ("ctrl", True),
         ("alt", True),
     ]
+    # the character carries no Ctrl/Alt: the agent would otherwise hold them around it
+    assert events[2].modifiers == Modifiers.ALTGR
 
 
 def test_release_all_lifts_every_held_key_once() -> None:

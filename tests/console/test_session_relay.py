@@ -191,7 +191,7 @@ async def test_full_call_code_consent_frames_input_hand_back_and_end(
         session.pointer_move(5, 6)
         session.pointer_button(MouseButton.LEFT, True, 5, 6)
         session.pointer_button(MouseButton.LEFT, False, 5, 6)
-        session.scroll(0, -120, 5, 6)
+        session.scroll(0, -3, 5, 6)
         session.key("ctrl", True)
         session.key("c", True, Modifiers.CTRL)
         session.key("c", False, Modifiers.CTRL)
@@ -201,7 +201,7 @@ async def test_full_call_code_consent_frames_input_hand_back_and_end(
         await agent.wait(lambda: bool(agent.of(SelectMonitor)))
         assert agent.of(PointerMove) == [PointerMove(x=5, y=6)]
         assert [b.down for b in agent.of(PointerButton)] == [True, False]
-        assert agent.of(Scroll)[0].dy == -120
+        assert agent.of(Scroll)[0].dy == -3
         assert [(k.key, k.down) for k in agent.of(KeyEvent)] == [
             ("ctrl", True),
             ("c", True),
