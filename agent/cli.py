@@ -1,12 +1,15 @@
 """`zgoda agent`: the PC side from a terminal.
 
-    zgoda agent connect CODE [--config PATH] [--rights-prompt terminal]
+    zgoda agent connect [CODE] [--config PATH] [--rights-prompt terminal]
     zgoda agent config [--config PATH]
 
-`connect` is the terminal front of the session engine: nothing opens a socket
-until it runs, the consent prompt is asked on the terminal, and Ctrl+C (or
-typing `end`) ends the session. `config` prints the effective configuration, so
-an admin can check what the MSI or the TOML file set.
+`connect` is the terminal front of the session engine: without CODE it asks for
+the code on the terminal, and nothing opens a socket until a valid code is
+entered (the terminal's equivalent of the tray's *Connect* click). The consent
+prompt is asked on the terminal; Ctrl+C (or typing `end`) ends the session.
+
+`config` prints the effective configuration, so an admin can check what the MSI
+or the TOML file set.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from protocol.codes import parse_code
+from protocol.codes import PhoneCode, parse_code
 from protocol.errors import CodeError, ConfigError
 
 
@@ -23,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zgoda agent", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     connect = commands.add_parser("connect", help="connect with the code the consultant reads")
-    connect.add_argument("code", help="the 9-digit code, e.g. 482-913-775")
+    connect.add_argument(
+        "code", nargs="?", help="the 9-digit code, e.g. 482-913-775 (asked for when omitted)"
+    )
     connect.add_argument("--config", type=Path, help="TOML config file")
     connect.add_argument(
         "--rights-prompt",
@@ -34,6 +39,32 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("config", help="print the effective configuration")
     show.add_argument("--config", type=Path, help="TOML config file")
     return parser
+
+
+CODE_ATTEMPTS = 3
+"""Typos are common when a code is read over the phone; three tries, then stop."""
+
+
+def parse_code_argument(text: str) -> PhoneCode | None:
+    try:
+        return parse_code(text)
+    except CodeError as exc:
+        print(f"zgoda agent: {exc}", file=sys.stderr)
+        return None
+
+
+def ask_for_code() -> PhoneCode | None:
+    """Ask on the terminal; None after CODE_ATTEMPTS bad answers or end of input."""
+    for _ in range(CODE_ATTEMPTS):
+        print("Type the code the consultant reads to you: ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            return None
+        try:
+            return parse_code(line)
+        except CodeError as exc:
+            print(exc, flush=True)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,10 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} = {getattr(config, name)!r}")
         print(f"# agent endpoint: {config.agent_ws_url}")
         return 0
-    try:
-        code = parse_code(args.code)
-    except CodeError as exc:
-        print(f"zgoda agent: {exc}", file=sys.stderr)
+    code = parse_code_argument(args.code) if args.code is not None else ask_for_code()
+    if code is None:
         return 2
     from agent.terminal import run_terminal_session
 

@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -660,9 +660,10 @@ class SessionRunner:
         loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zgoda-capture")
         capture: ScreenCapture | None = None
+        opening = pool.submit(self._platform_or_default().open_capture)
         try:
             try:
-                capture = await loop.run_in_executor(pool, self._platform_or_default().open_capture)
+                capture = await asyncio.wrap_future(opening)
                 monitors = await loop.run_in_executor(pool, capture.monitors)
             except PlatformError as exc:
                 log.warning("screen capture unavailable: %s", exc)
@@ -679,6 +680,8 @@ class SessionRunner:
         finally:
             if capture is not None:
                 pool.submit(capture.close)  # after any grab still running in the pool
+            else:  # cancelled while the display was being opened: close it once open
+                opening.add_done_callback(_close_if_opened)
             pool.shutdown(wait=False)
 
     def _choose_monitor(self, monitors: list[MonitorInfo]) -> MonitorInfo:
@@ -777,6 +780,11 @@ class SessionRunner:
         visible = info.visible and inside
         message = Cursor(x=x, y=y, visible=visible, shape=info.shape)
         return frames, _CursorUpdate((x, y, visible), info.serial, message)
+
+
+def _close_if_opened(opening: Future[ScreenCapture]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,10 @@ import simplejpeg
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from protocol.codec import encode
 from protocol.codes import PhoneCode
 from protocol.connection import CodeReady, ConsoleConnection, SessionEnded
-from protocol.messages import Encoding, Frame, Message, MonitorLayout, Rights
+from protocol.messages import Encoding, Frame, Message, MonitorLayout, Rights, Sealed
 from tests.support.relay import RelayProcess
 
 WAIT = 15.0
@@ -109,6 +110,17 @@ class Consultant:
     async def send(self, message: Message) -> None:
         assert self.conn is not None
         self.conn.send(message)
+        await self.flush()
+
+    async def send_raw(self, message: Message) -> None:
+        """Seal and send `message` even where the console's own table forbids it.
+
+        This is a console that ignores its rules (a modified or buggy console): the
+        agent's table must refuse the message on its own. Reaches into the
+        connection's channel on purpose.
+        """
+        assert self.conn is not None and self.conn._channel is not None
+        self.conn._outgoing.append(encode(Sealed(box=self.conn._channel.seal(encode(message)))))
         await self.flush()
 
     async def wait_until(self, check: Callable[[], T | None], timeout: float = WAIT) -> T:

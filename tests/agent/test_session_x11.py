@@ -1,31 +1,63 @@
-"""Whole sessions on a real relay and a real X display, driven by a headless consultant."""
+"""Whole sessions on a real relay and a real X display, driven by a headless consultant.
+
+The agent side is the real engine (`SessionRunner`) with a scripted front end;
+input lands in a real Tk window in its own process (`tests.support.targets`).
+Checks that something does *not* happen wait a short, fixed while (QUIET) after
+the consultant's messages have been flushed through the relay: a bounded
+negative check, not a speed assertion.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
 
+import mss
+import numpy as np
 import pytest
+from Xlib import XK
+from Xlib import display as xdisplay_module
 
-from agent.frontend import ConsentAnswer
+from agent.frontend import ConsentAnswer, Phase
+from agent.runner import SessionRunner
+from protocol.codes import PhoneCode
 from protocol.messages import (
+    ConsentDenied,
     ConsentGranted,
+    ConsentPending,
+    Cursor,
+    DenyReason,
     End,
     EndReason,
     Frame,
+    HandBackEnded,
+    HandBackStarted,
+    KeyEvent,
+    Monitor,
     MonitorLayout,
     MouseButton,
+    Notice,
+    NoticeCode,
     Party,
     PointerButton,
     PointerMove,
+    Rights,
     TypeText,
 )
-from tests.agent.conftest import AgentSide
-from tests.agent.consultant import Consultant
+from tests.agent.conftest import AgentSide, wait_event
+from tests.agent.consultant import WAIT, Consultant
 from tests.agent.scripted_ui import ScriptedUI
 from tests.support.relay import RelayProcess
-from tests.support.targets import TargetWindow
+from tests.support.targets import BLOCK_COLOURS, TargetWindow
 from tests.support.xdisplay import XDisplay
+
+QUIET = 0.6
+"""How long a negative check waits for something that must not happen."""
+
+POLISH = "Zażółć gęślą jaźń ĄĆĘŁŃÓŚŹŻ"
 
 
 @pytest.fixture
@@ -37,30 +69,407 @@ def agent(shared_relay: RelayProcess, xdisplay: XDisplay) -> Iterator[AgentSide]
         side.stop()
 
 
-async def test_control_types_text_and_clicks_into_real_window(
-    agent: AgentSide, consultant: Consultant, target: TargetWindow
-) -> None:
+async def until(check: Callable[[], object], timeout: float = WAIT) -> None:
+    """Poll a condition on the agent's side (another thread), bounded."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+async def start(
+    agent: AgentSide, consultant: Consultant, rights: Rights = Rights.CONTROL
+) -> tuple[SessionRunner, Monitor]:
+    consultant.rights = rights
     code = await consultant.open()
-    agent.connect(code)
-    granted = await consultant.wait_for(ConsentGranted)
+    runner = agent.connect(code)
+    await consultant.wait_for(ConsentGranted)
     layout = await consultant.wait_for(MonitorLayout)
     await consultant.wait_for(Frame)
-    assert granted.rights.name == "CONTROL"
-    monitor = next(m for m in layout.monitors if m.index == layout.selected)
-    target.focus_entry()
-    await consultant.send(TypeText(text="Hello zgoda: ąćęłńóśźż ĄĆĘŁŃÓŚŹŻ"))
-    x, y = target.centre("button")
-    x, y = x - monitor.x, y - monitor.y
+    return runner, next(m for m in layout.monitors if m.index == layout.selected)
+
+
+def on_monitor(target: TargetWindow, name: str, monitor: Monitor) -> tuple[int, int]:
+    x, y = target.centre(name)
+    return x - monitor.x, y - monitor.y
+
+
+async def click(consultant: Consultant, x: int, y: int) -> None:
     await consultant.send(PointerMove(x=x, y=y))
     await consultant.send(PointerButton(button=MouseButton.LEFT, down=True, x=x, y=y))
     await consultant.send(PointerButton(button=MouseButton.LEFT, down=False, x=x, y=y))
-    for _ in range(200):
-        if target.clicks() == 1:
-            break
-        await asyncio.sleep(0.02)
-    assert target.entry_text() == "Hello zgoda: ąćęłńóśźż ĄĆĘŁŃÓŚŹŻ"
-    assert target.clicks() == 1
+
+
+async def text_arrives(target: TargetWindow, text: str) -> None:
+    await until(lambda: target.entry_text() == text)
+
+
+def agent_threads() -> list[str]:
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith(("zgoda-injector", "zgoda-capture")) and t.is_alive()
+    ]
+
+
+def key_is_down(display_name: str, keysym_name: str) -> bool:
+    d = xdisplay_module.Display(display_name)
+    try:
+        keycode = d.keysym_to_keycode(XK.string_to_keysym(keysym_name))
+        keymap = d.query_keymap()
+        return bool(keymap[keycode // 8] & (1 << (keycode % 8)))
+    finally:
+        d.close()
+
+
+# ------------------------------------------------------------------ control
+
+
+async def test_control_types_ascii_and_polish_text_and_clicks_a_button(
+    agent: AgentSide, consultant: Consultant, target: TargetWindow
+) -> None:
+    _, monitor = await start(agent, consultant)
+    target.focus_entry()
+    await consultant.send(TypeText(text="Hello, zgoda! " + POLISH))
+    await click(consultant, *on_monitor(target, "button", monitor))
+    await until(lambda: target.clicks() == 1)
+    assert target.entry_text() == "Hello, zgoda! " + POLISH
     await consultant.send(End(by=Party.CONSOLE, reason=EndReason.CONSULTANT_ENDED, detail=""))
     await agent.ended()
     assert agent.ui.outcome is not None
     assert agent.ui.outcome.reason is EndReason.CONSULTANT_ENDED
+    assert agent.ui.outcome.message == "The consultant ended the session."
+
+
+async def test_key_events_with_modifiers_and_altgr_letters_arrive(
+    agent: AgentSide, consultant: Consultant, target: TargetWindow
+) -> None:
+    await start(agent, consultant)
+    target.focus_entry()
+    for key, mods in (("a", 0), ("B", 1), ("ł", 16), ("Ż", 17), ("1", 0)):
+        await consultant.send(KeyEvent(key=key, down=True, modifiers=mods))
+        await consultant.send(KeyEvent(key=key, down=False, modifiers=mods))
+    await text_arrives(target, "aBłŻ1")
+    # Ctrl+A is "line start" in a Tk Entry; then a character, then the named key Delete
+    for key, mods in (("a", 2), ("X", 1), ("delete", 0)):
+        await consultant.send(KeyEvent(key=key, down=True, modifiers=mods))
+        await consultant.send(KeyEvent(key=key, down=False, modifiers=mods))
+    await text_arrives(target, "XBłŻ1")
+
+
+async def test_frames_decode_to_what_is_on_screen(
+    agent: AgentSide, consultant: Consultant, target: TargetWindow, xdisplay: XDisplay
+) -> None:
+    _, monitor = await start(agent, consultant, Rights.VIEW)
+    assert monitor.width == 1280 and monitor.height == 800
+
+    def blocks_shown() -> bool:
+        canvas = consultant.canvas
+        if canvas is None:
+            return False
+        for name, (r, g, b) in BLOCK_COLOURS.items():
+            x, y = on_monitor(target, name, monitor)
+            pb, pg, pr = (int(v) for v in canvas[y, x, :3])
+            if max(abs(pr - r), abs(pg - g), abs(pb - b)) > 12:
+                return False
+        return True
+
+    await consultant.wait_until(blocks_shown)
+    with mss.MSS(display=xdisplay.name) as sct:
+        shot = sct.grab({"left": 0, "top": 0, "width": 1280, "height": 800})
+    screen = np.frombuffer(shot.raw, np.uint8).reshape(800, 1280, 4)[:, :, :3].astype(int)
+    assert consultant.canvas is not None
+    painted = consultant.canvas[:, :, :3].astype(int)
+    difference = np.abs(painted - screen)
+    # JPEG q70 blurs edges a little; the picture as a whole must match closely
+    assert difference.mean() < 2.0, difference.mean()
+    assert np.percentile(difference, 99) < 40
+    assert consultant.count(Cursor) >= 1
+
+
+async def test_stuck_keys_are_released_when_the_user_withdraws_control(
+    agent: AgentSide, consultant: Consultant, target: TargetWindow, xdisplay: XDisplay
+) -> None:
+    runner, _ = await start(agent, consultant)
+    target.focus_entry()
+    await consultant.send(KeyEvent(key="shift", down=True))
+    await until(lambda: key_is_down(xdisplay.name, "Shift_L"))
+    runner.withdraw_control()
+    await consultant.wait_until(lambda: consultant.count(ConsentGranted) == 2)
+    assert consultant.conn is not None and consultant.conn.session.rights is Rights.VIEW
+    await until(lambda: not key_is_down(xdisplay.name, "Shift_L"))
+    await until(lambda: not agent_threads() or agent_threads() == ["zgoda-capture_0"])
+    assert "zgoda-injector" not in agent_threads()
+    # input that was on the wire is dropped by the agent's table, not injected
+    await consultant.send_raw(TypeText(text="late"))
+    await until(lambda: runner.stats.input_refused >= 1)
+    assert target.entry_text() == ""
+
+
+# ------------------------------------------------------------------ view only, deny
+
+
+async def test_view_only_sends_frames_and_refuses_injected_input(
+    agent: AgentSide, consultant: Consultant, target: TargetWindow
+) -> None:
+    agent.ui.consent = ConsentAnswer.VIEW_ONLY
+    runner, monitor = await start(agent, consultant, Rights.CONTROL)
+    granted = consultant.events[[type(e) for e in consultant.events].index(ConsentGranted)]
+    assert granted.rights is Rights.VIEW
+    target.focus_entry()
+    await consultant.send_raw(TypeText(text="not allowed"))
+    x, y = on_monitor(target, "button", monitor)
+    await consultant.send_raw(PointerButton(button=MouseButton.LEFT, down=True, x=x, y=y))
+    await consultant.send_raw(PointerButton(button=MouseButton.LEFT, down=False, x=x, y=y))
+    await until(lambda: runner.stats.input_refused >= 3)
+    await asyncio.sleep(QUIET)
+    assert target.entry_text() == ""
+    assert target.clicks() == 0
+    assert "zgoda-injector" not in agent_threads()
+    assert runner.stats.frames_sent >= 1
+
+
+async def test_deny_ends_the_session_and_nothing_is_captured(
+    agent: AgentSide, consultant: Consultant
+) -> None:
+    agent.ui.consent = ConsentAnswer.DENY
+    code = await consultant.open()
+    agent.connect(code)
+    denied = await consultant.wait_for(ConsentDenied)
+    ended = await consultant.ended()
+    await agent.ended()
+    assert denied.reason is DenyReason.USER_DENIED
+    assert ended.reason is EndReason.DENIED
+    assert consultant.count(Frame) == consultant.count(MonitorLayout) == 0
+    assert agent.ui.outcome is not None and agent.ui.outcome.reason is EndReason.DENIED
+    assert agent.runner is not None and agent.runner.stats.frames_sent == 0
+
+
+async def test_unanswered_prompt_is_denied_on_timeout(
+    shared_relay: RelayProcess, xdisplay: XDisplay, consultant: Consultant
+) -> None:
+    side = AgentSide(shared_relay, ScriptedUI(consent=None), consent_timeout=0.5)
+    try:
+        code = await consultant.open()
+        side.connect(code)
+        pending = await consultant.wait_for(ConsentPending)
+        denied = await consultant.wait_for(ConsentDenied)
+        await side.ended()
+    finally:
+        side.stop()
+    assert pending.timeout_seconds == 0.5
+    assert denied.reason is DenyReason.TIMEOUT
+    assert side.ui.consent_closed.is_set()  # the prompt was taken down
+    assert side.ui.outcome is not None and side.ui.outcome.reason is EndReason.DENIED
+    assert "Nobody answered" in side.ui.outcome.message
+    assert consultant.count(Frame) == 0
+
+
+async def test_consultant_input_while_consent_prompt_is_up_is_never_injected(
+    agent: AgentSide, consultant: Consultant, target: TargetWindow
+) -> None:
+    agent.ui.release_consent.clear()
+    code = await consultant.open()
+    agent.connect(code)
+    await consultant.wait_for(ConsentPending)
+    await wait_event(agent.ui.consent_shown)
+    target.focus_entry()
+    # a console that ignores its rules tries to answer the prompt for the user
+    await consultant.send_raw(TypeText(text="a"))
+    ended = await consultant.ended()
+    await agent.ended()
+    assert ended.reason is EndReason.PROTOCOL_ERROR
+    assert agent.ui.consent_closed.is_set()
+    assert target.entry_text() == ""
+    assert consultant.count(Frame) == 0
+
+
+async def test_input_waits_while_an_agent_window_is_on_screen(
+    agent: AgentSide, consultant: Consultant, target: TargetWindow
+) -> None:
+    runner, _ = await start(agent, consultant)
+    target.focus_entry()
+    runner.set_own_window("end-confirm", True)
+    paused = await consultant.wait_for(Notice)
+    assert paused.code is NoticeCode.INPUT_PAUSED
+    await consultant.send(TypeText(text="hidden"))
+    await until(lambda: runner.stats.input_refused >= 1)
+    await asyncio.sleep(QUIET)
+    assert target.entry_text() == ""
+    runner.set_own_window("end-confirm", False)
+    await consultant.wait_until(
+        lambda: any(
+            isinstance(e, Notice) and e.code is NoticeCode.INPUT_RESUMED for e in consultant.events
+        )
+    )
+    await consultant.send(TypeText(text="shown"))
+    await text_arrives(target, "shown")
+
+
+# ------------------------------------------------------------------ hand-back, escalation
+
+
+async def test_hand_back_withholds_screen_and_input_until_the_users_done(
+    agent: AgentSide, consultant: Consultant, target: TargetWindow, xdisplay: XDisplay
+) -> None:
+    runner, _ = await start(agent, consultant)
+    target.focus_entry()
+    assert consultant.conn is not None
+    consultant.conn.request_hand_back()
+    await consultant.flush()
+    started = await consultant.wait_for(HandBackStarted)
+    assert started.by is Party.CONSOLE
+    await wait_event(agent.ui.hand_back_shown)
+    assert agent.ui.hand_back_by is Party.CONSOLE
+    frames_before = consultant.count(Frame)
+    # the user types a password: the screen changes, the consultant must not see it
+    subprocess.run(
+        ["xdotool", "type", "--delay", "5", "s3cret"], env=xdisplay.env, check=True, timeout=10
+    )
+    await until(lambda: target.entry_text() == "s3cret")
+    await consultant.send_raw(TypeText(text="intruder"))
+    await until(lambda: runner.stats.input_refused >= 1)
+    await asyncio.sleep(QUIET)
+    assert consultant.count(Frame) == frames_before
+    assert target.entry_text() == "s3cret"
+    assert not any(
+        name.startswith("zgoda-injector") for name in agent_threads()
+    )  # the injector does not exist during a hand-back
+    assert agent.ui.phases[-1] is Phase.HAND_BACK
+    # only the user's Done gives the screen and the keyboard back
+    agent.ui.done.set()
+    await consultant.wait_for(HandBackEnded)
+    await consultant.wait_until(lambda: consultant.count(Frame) > frames_before)
+    await consultant.send(TypeText(text="!"))
+    await text_arrives(target, "s3cret!")
+
+
+async def test_user_can_take_the_keyboard_back_on_their_own(
+    agent: AgentSide, consultant: Consultant
+) -> None:
+    runner, _ = await start(agent, consultant)
+    runner.hand_back()
+    started = await consultant.wait_for(HandBackStarted)
+    assert started.by is Party.AGENT
+    await wait_event(agent.ui.hand_back_shown)
+    agent.ui.done.set()
+    await consultant.wait_for(HandBackEnded)
+
+
+async def test_escalation_from_view_to_control_needs_the_users_click(
+    agent: AgentSide, consultant: Consultant, target: TargetWindow
+) -> None:
+    runner, _ = await start(agent, consultant, Rights.VIEW)
+    target.focus_entry()
+    assert consultant.conn is not None
+    consultant.conn.request_rights(Rights.CONTROL)
+    await consultant.flush()
+    await consultant.wait_until(lambda: consultant.count(ConsentGranted) == 2)
+    assert consultant.conn.session.rights is Rights.CONTROL
+    await consultant.send(TypeText(text="now"))
+    await text_arrives(target, "now")
+    assert runner.stats.input_refused == 0
+
+
+# ------------------------------------------------------------------ ends
+
+
+async def test_user_ends_and_capture_and_injection_stop_at_once(
+    agent: AgentSide, consultant: Consultant, target: TargetWindow
+) -> None:
+    runner, _ = await start(agent, consultant)
+    runner.end()
+    ended = await consultant.ended()
+    await agent.ended()
+    assert (ended.by, ended.reason) == (Party.AGENT, EndReason.USER_ENDED)
+    assert agent.ui.outcome is not None
+    assert agent.ui.outcome.message == "You ended the session."
+    await until(lambda: not agent_threads())
+    frames = runner.stats.frames_sent
+    await asyncio.sleep(QUIET)
+    assert runner.stats.frames_sent == frames
+
+
+async def test_relay_killed_ends_the_agent_safely(
+    relay: RelayProcess, xdisplay: XDisplay, target: TargetWindow
+) -> None:
+    consultant = Consultant(relay)
+    side = AgentSide(relay, ScriptedUI(ConsentAnswer.ALLOW_CONTROL))
+    try:
+        await start(side, consultant)
+        target.focus_entry()
+        relay.kill()
+        await side.ended()
+        await consultant.wait_until(lambda: consultant.closed.is_set())
+    finally:
+        side.stop()
+        await consultant.close()
+    assert side.ui.outcome is not None
+    assert side.ui.outcome.reason is EndReason.PEER_LOST
+    await until(lambda: not agent_threads())
+    assert target.entry_text() == ""
+
+
+async def test_consultant_leaving_ends_the_agents_session(
+    agent: AgentSide, consultant: Consultant
+) -> None:
+    await start(agent, consultant)
+    await consultant.close()
+    await agent.ended()
+    assert agent.ui.outcome is not None
+    assert agent.ui.outcome.reason is EndReason.PEER_LOST
+    await until(lambda: not agent_threads())
+
+
+# ------------------------------------------------------------------ refusals
+
+
+async def test_wrong_code_is_a_clear_error_and_burns_the_nameplate(
+    agent: AgentSide, consultant: Consultant, shared_relay: RelayProcess
+) -> None:
+    code = await consultant.open()
+    wrong = PhoneCode(code.nameplate, f"{(int(code.secret) + 1) % 10**6:06d}")
+    agent.connect(wrong)
+    await agent.ended()
+    ended = await consultant.ended()
+    assert ended.reason is EndReason.WRONG_CODE
+    assert agent.ui.outcome is not None
+    assert agent.ui.outcome.reason in (EndReason.WRONG_CODE, EndReason.PEER_LOST)
+    assert agent.ui.consent_shown.is_set() is False
+    # the right code no longer works: the nameplate is burnt
+    second = AgentSide(shared_relay, ScriptedUI())
+    try:
+        second.connect(code)
+        await second.ended()
+    finally:
+        second.stop()
+    assert second.ui.outcome is not None
+    assert second.ui.outcome.reason is EndReason.RELAY_REFUSED
+    assert second.ui.outcome.message.startswith("The helpdesk server refused the session:")
+
+
+async def test_attestation_from_another_relay_key_is_refused(
+    agent: AgentSide, consultant: Consultant
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from protocol.attestation import public_key_text
+
+    code = await consultant.open()
+    other = public_key_text(Ed25519PrivateKey.generate().public_key())
+    agent.connect(code, relay_key=other)
+    denied = await consultant.wait_for(ConsentDenied)
+    await agent.ended()
+    assert denied.reason is DenyReason.ATTESTATION_INVALID
+    assert not agent.ui.consent_shown.is_set()  # the name was never shown
+    assert agent.ui.outcome is not None and agent.ui.outcome.reason is EndReason.DENIED
+    assert "could not be verified" in agent.ui.outcome.message
+
+
+async def test_unreachable_relay_is_a_clear_error(agent: AgentSide) -> None:
+    agent.connect(PhoneCode("123", "456789"), relay_url="http://127.0.0.1:9")
+    await agent.ended()
+    assert agent.ui.outcome is not None
+    assert agent.ui.outcome.reason is EndReason.RELAY_REFUSED
+    assert "cannot be reached" in agent.ui.outcome.message

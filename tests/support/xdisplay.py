@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-START_TIMEOUT = 10.0
+START_TIMEOUT = 30.0
+"""Generous: on a loaded 2-core CI machine openbox has taken over 10 s to start."""
 SCREEN = "1280x800x24"
 
 
@@ -66,10 +67,12 @@ def _read_display_number(proc: subprocess.Popen[bytes]) -> str:
     raise RuntimeError(f"Xvfb did not report a display (exit status {proc.poll()})")
 
 
-def _wait_for_wm(env: dict[str, str]) -> None:
+def _wait_for_wm(env: dict[str, str], wm: subprocess.Popen[bytes]) -> None:
     """Until openbox has set _NET_SUPPORTING_WM_CHECK on the root window (bounded)."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
+        if wm.poll() is not None:
+            raise RuntimeError(f"openbox exited with status {wm.returncode}")
         result = subprocess.run(
             ["xprop", "-root", "_NET_SUPPORTING_WM_CHECK"],
             env=env,
@@ -110,7 +113,7 @@ def start_display(*, window_manager: bool = True) -> XDisplay:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            _wait_for_wm(display.env)
+            _wait_for_wm(display.env, display.wm)
         except BaseException:
             display.stop()
             raise
