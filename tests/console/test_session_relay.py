@@ -396,3 +396,30 @@ async def test_long_view_keeps_memory_flat(relay: RelayProcess, client: ConsoleC
         snap = session.stats.snapshot()
         assert snap.codec == "ZLIB_BGRA" and snap.frames == total
         await session.end()
+
+
+def totp_now(uri: str) -> str:
+    """The current code for an otpauth:// URI, as the consultant's authenticator shows it."""
+    import base64
+    from urllib.parse import parse_qs, urlsplit
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.twofactor.totp import TOTP
+
+    secret = parse_qs(urlsplit(uri).query)["secret"][0]
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    totp = TOTP(key, 6, hashes.SHA1(), 30, enforce_key_length=False)
+    return totp.generate(int(time.time())).decode()
+
+
+async def test_consultant_with_totp_needs_the_code(relay: RelayProcess) -> None:
+    added = relay.add_consultant("piotr", "Piotr Wiśniewski", "another good password", "--totp")
+    uri = next(
+        line.split(" ", 1)[1] for line in added.stdout.splitlines() if line.startswith("totp ")
+    )
+    async with ConsoleClient(relay.url) as c:
+        with pytest.raises(LoginFailed) as refused:
+            await c.login("piotr", "another good password")
+        assert refused.value.code == "totp_required" and "authenticator" in str(refused.value)
+        login = await c.login("piotr", "another good password", totp=totp_now(uri))
+        assert login.display_name == "Piotr Wiśniewski"
