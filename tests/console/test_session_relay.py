@@ -423,3 +423,26 @@ async def test_consultant_with_totp_needs_the_code(relay: RelayProcess) -> None:
         assert refused.value.code == "totp_required" and "authenticator" in str(refused.value)
         login = await c.login("piotr", "another good password", totp=totp_now(uri))
         assert login.display_name == "Piotr Wiśniewski"
+
+
+async def test_outside_business_hours_the_relay_says_so(tmp_path: Path) -> None:
+    import datetime
+    from zoneinfo import ZoneInfo
+
+    from tests.console.conftest import TEST_LIMITS
+    from tests.support.relay import start_relay
+
+    days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+    today = datetime.datetime.now(ZoneInfo("Europe/Warsaw")).weekday()
+    closed = start_relay(
+        tmp_path / "relay", config={**TEST_LIMITS, "hours": f"{days[(today + 3) % 7]} 08:00-18:00"}
+    )
+    try:
+        async with ConsoleClient(closed.url) as c:
+            await c.login(closed.username, closed.password)
+            ticket = await c.create_ticket(**CALLER)  # phone support goes on: tickets are fine
+            with pytest.raises(SessionRefused) as refused:
+                await c.start_session(ticket)
+            assert refused.value.code == "OUTSIDE_HOURS" and str(refused.value)
+    finally:
+        closed.stop()
