@@ -7,8 +7,8 @@ holds, so no Ctrl or mouse button stays stuck on the user's PC.
 
 Injection runs on the injector's own thread, so typing a long `TypeText` does
 not stall the session loop. Every step takes `_lock` and checks `_active` first;
-`pause()` and `close()` clear `_active` under the same lock, so once they return
-not one more event reaches the OS.
+`pause()` and `close()` clear `_active` first and then take the lock, so once they
+return not one more event reaches the OS (and a long text stops mid-way).
 
 Key identity: `KeyEvent.key` is the character the key produced ("a", "A", "ą",
 "@") or a named key. Shift and AltGr are already part of a character, so for a
@@ -103,8 +103,8 @@ class Injector:
 
     def pause(self) -> None:
         """An agent window is on screen: drop queued input and release held keys now."""
+        self._paused = True  # seen by the injector thread before its next event or character
         with self._lock:
-            self._paused = True
             self._drain()
             self._release_all()
 
@@ -118,10 +118,12 @@ class Injector:
 
     def close(self) -> None:
         """Stop for good: nothing more is injected once this returns. Safe to call twice."""
+        if not self._active:
+            return
+        # Cleared before taking the lock: the injector thread checks it under the lock
+        # before every event and character, so at most the one in progress completes.
+        self._active = False
         with self._lock:
-            if not self._active:
-                return
-            self._active = False
             self._drain()
             self._release_all()
             self._backend.close()

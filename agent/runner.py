@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -291,6 +292,16 @@ class SessionRunner:
             self._ws = await open_link(self.config)
         except TlsPinMismatch as exc:
             self._finish(SessionEnded(Party.RELAY, EndReason.RELAY_REFUSED, str(exc)))
+            return
+        except ssl.SSLCertVerificationError as exc:
+            log.info("relay certificate refused: %r", exc)
+            self._finish(
+                SessionEnded(
+                    Party.RELAY,
+                    EndReason.RELAY_REFUSED,
+                    f"its certificate is not trusted ({exc.verify_message}); ask your IT team",
+                )
+            )
             return
         except (OSError, TimeoutError, InvalidURI, InvalidHandshake) as exc:
             log.info("cannot reach the relay: %r", exc)

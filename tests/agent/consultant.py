@@ -59,6 +59,7 @@ class Consultant:
             additional_headers={"Authorization": f"Bearer {token}"},
             max_size=None,
             open_timeout=WAIT,
+            ssl=self.relay.ssl_context(),
         )
         await self.flush()
         self._reader = asyncio.get_running_loop().create_task(self._read())

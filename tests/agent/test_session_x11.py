@@ -10,14 +10,25 @@ negative check, not a speed assertion.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
+import hashlib
+import ipaddress
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import mss
 import numpy as np
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from Xlib import XK
 from Xlib import display as xdisplay_module
 
@@ -36,6 +47,7 @@ from protocol.messages import (
     HandBackEnded,
     HandBackStarted,
     KeyEvent,
+    Modifiers,
     Monitor,
     MonitorLayout,
     MouseButton,
@@ -147,12 +159,13 @@ async def test_key_events_with_modifiers_and_altgr_letters_arrive(
 ) -> None:
     await start(agent, consultant)
     target.focus_entry()
-    for key, mods in (("a", 0), ("B", 1), ("ł", 16), ("Ż", 17), ("1", 0)):
+    none, shift, ctrl, altgr = Modifiers.NONE, Modifiers.SHIFT, Modifiers.CTRL, Modifiers.ALTGR
+    for key, mods in (("a", none), ("B", shift), ("ł", altgr), ("Ż", shift | altgr), ("1", none)):
         await consultant.send(KeyEvent(key=key, down=True, modifiers=mods))
         await consultant.send(KeyEvent(key=key, down=False, modifiers=mods))
     await text_arrives(target, "aBłŻ1")
     # Ctrl+A is "line start" in a Tk Entry; then a character, then the named key Delete
-    for key, mods in (("a", 2), ("X", 1), ("delete", 0)):
+    for key, mods in (("a", ctrl), ("X", shift), ("delete", none)):
         await consultant.send(KeyEvent(key=key, down=True, modifiers=mods))
         await consultant.send(KeyEvent(key=key, down=False, modifiers=mods))
     await text_arrives(target, "XBłŻ1")
@@ -473,3 +486,161 @@ async def test_unreachable_relay_is_a_clear_error(agent: AgentSide) -> None:
     assert agent.ui.outcome is not None
     assert agent.ui.outcome.reason is EndReason.RELAY_REFUSED
     assert "cannot be reached" in agent.ui.outcome.message
+
+
+# ------------------------------------------------------------------ pacing, receipts
+
+
+async def test_a_consumer_that_stops_acking_stops_the_stream_at_the_window(
+    shared_relay: RelayProcess, xdisplay: XDisplay, consultant: Consultant, target: TargetWindow
+) -> None:
+    side = AgentSide(shared_relay, ScriptedUI(ConsentAnswer.VIEW_ONLY), frame_window=2)
+    try:
+        consultant.ack_frames = False
+        target.animate()  # the screen changes all the time: only acks limit the frames
+        code = await consultant.open()
+        runner = side.connect(code)
+
+        def frame_ids() -> set[int]:
+            return {f.frame_id for f in consultant.frames if f.final}
+
+        await consultant.wait_until(lambda: len(frame_ids()) >= 2)
+        await asyncio.sleep(QUIET)
+        assert len(frame_ids()) == 2  # never more than the window without an ack
+        assert consultant.conn is not None
+        consultant.conn.ack(max(frame_ids()))
+        await consultant.flush()
+        await consultant.wait_until(lambda: len(frame_ids()) >= 4)
+        await asyncio.sleep(QUIET)
+        assert len(frame_ids()) == 4
+        assert runner.stats.frames_sent == 4
+    finally:
+        side.stop()
+
+
+async def test_consent_receipts_reach_the_relays_audit_log(
+    agent: AgentSide, consultant: Consultant, shared_relay: RelayProcess
+) -> None:
+    runner, _ = await start(agent, consultant)
+    runner.hand_back()
+    await wait_event(agent.ui.hand_back_shown)
+    agent.ui.done.set()
+    await consultant.wait_for(HandBackEnded)
+    runner.end()
+    await agent.ended()
+    await consultant.ended()
+    ticket_id = consultant.ticket["id"]
+    token = shared_relay.token()
+
+    def kinds() -> list[str]:
+        status, reply = shared_relay.api("GET", f"/api/tickets/{ticket_id}/history", token=token)
+        assert status == 200, reply
+        return [e["kind"] for e in reply["events"] if e["kind"].startswith("consent.")]
+
+    expected = [
+        "consent.requested",
+        "consent.granted",
+        "consent.hand_back_started",
+        "consent.hand_back_ended",
+        "consent.ended",
+    ]
+    await until(lambda: kinds() == expected)
+
+
+# ------------------------------------------------------------------ TLS
+
+
+@dataclass
+class TlsFront:
+    url: str
+    fingerprint: str
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zgoda test relay")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return cert_path, key_path, hashlib.sha256(der).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def tls_front(
+    shared_relay: RelayProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TlsFront]:
+    """A TLS terminator (socat) with a self-signed certificate in front of the relay,
+    as a reverse proxy would stand in production."""
+    cert, key, fingerprint = _self_signed(tmp_path_factory.mktemp("tls"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    relay_port = shared_relay.url.rsplit(":", 1)[1]
+    proc = subprocess.Popen(
+        [
+            "socat",
+            f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},verify=0",
+            f"TCP:127.0.0.1:{relay_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            with socket.socket() as s, contextlib.suppress(OSError):
+                s.connect(("127.0.0.1", port))
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, "socat did not start"
+            time.sleep(0.02)
+        yield TlsFront(f"https://127.0.0.1:{port}", fingerprint)
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+async def test_tls_relay_with_the_pinned_certificate_is_accepted(
+    tls_front: TlsFront, agent: AgentSide, consultant: Consultant
+) -> None:
+    consultant.rights = Rights.VIEW
+    agent.ui.consent = ConsentAnswer.VIEW_ONLY
+    code = await consultant.open()
+    agent.connect(code, relay_url=tls_front.url, tls_pin=tls_front.fingerprint)
+    await consultant.wait_for(Frame)
+
+
+@pytest.mark.parametrize("pin", ["0" * 64, None])
+async def test_tls_relay_with_another_certificate_is_refused_before_anything_is_sent(
+    tls_front: TlsFront, agent: AgentSide, consultant: Consultant, pin: str | None
+) -> None:
+    code = await consultant.open()
+    agent.connect(code, relay_url=tls_front.url, **({"tls_pin": pin} if pin else {}))
+    await agent.ended()
+    await asyncio.sleep(QUIET)
+    assert consultant.summary() == ["CodeReady"]  # the claim never reached the relay
+    assert agent.ui.outcome is not None
+    assert agent.ui.outcome.reason is EndReason.RELAY_REFUSED
+    expected = "is not the pinned one" if pin else "certificate is not trusted"
+    assert expected in agent.ui.outcome.message

@@ -9,7 +9,8 @@
 The window sits at the top-left corner; the blocks have known colours
 (`BLOCK_COLOURS`) so a test can compare captured frames with the screen.
 Protocol with the child: the child prints one JSON object per line on stdout
-and reads one command per line on stdin (`entry`, `clicks`, `focus`, `quit`).
+and reads one command per line on stdin (`entry`, `clicks`, `focus`, `animate`, `quit`);
+`animate` makes the red block blink every 30 ms, so the screen keeps changing.
 
 Run as a script (`python -m tests.support.targets`) it is the child.
 """
@@ -93,6 +94,9 @@ class TargetWindow:
     def focus_entry(self) -> None:
         self.ask("focus")
 
+    def animate(self) -> None:
+        self.ask("animate")
+
     def centre(self, name: str) -> tuple[int, int]:
         x, y, w, h = self.geometry[name]
         return x + w // 2, y + h // 2
@@ -158,6 +162,13 @@ def _child() -> None:
             commands.put(line.strip())
         commands.put("quit")
 
+    shades = ["#dc1e1e", "#1e1edc"]
+
+    def blink() -> None:
+        shades.reverse()
+        widgets["red"].configure(background=shades[0])  # type: ignore[call-arg]
+        root.after(30, blink)
+
     def say(obj: dict[str, Any]) -> None:
         print(json.dumps(obj), flush=True)
 
@@ -176,6 +187,9 @@ def _child() -> None:
                 entry.focus_set()
                 root.update()
                 say({"focused": True})
+            elif command == "animate":
+                blink()
+                say({"animating": True})
             elif command == "quit":
                 root.destroy()
                 return
