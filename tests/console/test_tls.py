@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,13 +19,88 @@ from console.errors import RelayUnreachable, TlsPinMismatch
 from console.session import Phase
 from tests.console.conftest import TEST_LIMITS
 from tests.console.qt import QtLoop
-from tests.support.relay import RelayProcess, start_relay
+from tests.support.relay import (
+    DEFAULT_NAME,
+    DEFAULT_ORG,
+    DEFAULT_PASSWORD,
+    DEFAULT_USER,
+    REPO,
+    RelayProcess,
+    relay_cli,
+)
+
+
+def start_tls_relay(data: Path) -> RelayProcess:
+    """`start_relay(..., args=("--dev-tls",))`, reading its two stdout lines robustly.
+
+    Work-around: `tests.support.relay._read_line` waits on the pipe's file
+    descriptor with a selector after `readline()`; when the relay's two lines
+    ("listening on", "tls sha256 fingerprint") arrive in one read, the second
+    sits in Python's buffer, the selector never fires and the start times out.
+    """
+    config = {"hours": "always", **TEST_LIMITS}
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "relay.toml").write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in config.items()))
+    added = relay_cli(
+        data,
+        "consultant",
+        "add",
+        DEFAULT_USER,
+        "--name",
+        DEFAULT_NAME,
+        "--password-stdin",
+        stdin=DEFAULT_PASSWORD + "\n",
+    )
+    assert added.returncode == 0, added.stderr
+    log_path = data / "relay.log"
+    with log_path.open("a") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "protocol.cli",
+                "relay",
+                "serve",
+                "--data-dir",
+                str(data),
+                "--port",
+                "0",
+                "--org",
+                DEFAULT_ORG,
+                "--dev-tls",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            cwd=REPO,
+        )
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            assert proc.stdout is not None
+            first = pool.submit(proc.stdout.readline).result(timeout=30)
+            second = pool.submit(proc.stdout.readline).result(timeout=30)
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+    url = first.removeprefix("zgoda relay listening on ").strip()
+    fingerprint = second.removeprefix("zgoda relay tls sha256 fingerprint ").strip()
+    assert url.startswith("https://") and len(fingerprint) >= 64, (first, second)
+    pubkey = relay_cli(data, "pubkey").stdout.strip()
+    return RelayProcess(
+        data_dir=data,
+        org=DEFAULT_ORG,
+        url=url,
+        proc=proc,
+        log_path=log_path,
+        pubkey=pubkey,
+        fingerprint=fingerprint,
+    )
 
 
 @pytest.fixture(scope="module")
 def tls_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
-    data = tmp_path_factory.mktemp("tls-relay") / "data"
-    process = start_relay(data, config=TEST_LIMITS, args=("--dev-tls",))
+    process = start_tls_relay(tmp_path_factory.mktemp("tls-relay") / "data")
     try:
         yield process
     finally:
