@@ -274,21 +274,36 @@ def _spawn(
 
 
 def _read_line(proc: subprocess.Popen[str], prefix: str) -> str:
-    """The rest of the next stdout line, which must start with `prefix` (bounded in time)."""
+    """The rest of the next stdout line, which must start with `prefix` (bounded in time).
+
+    Reads the pipe with os.read, byte-exact: a buffered readline() could swallow the
+    next line into Python's buffer where select() cannot see it.
+    """
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    pending = _PENDING.setdefault(proc.pid, bytearray())
     deadline = time.monotonic() + START_TIMEOUT
     with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
+        selector.register(fd, selectors.EVENT_READ)
         while time.monotonic() < deadline:
+            while b"\n" in pending:
+                line, _, rest = bytes(pending).partition(b"\n")
+                pending[:] = rest
+                text = line.decode(errors="replace")
+                if text.startswith(prefix):
+                    return text[len(prefix) :].strip()
             if selector.select(timeout=0.2):
-                line = proc.stdout.readline()
-                if not line:
+                chunk = os.read(fd, 4096)
+                if not chunk:
                     break
-                if line.startswith(prefix):
-                    return line[len(prefix) :].strip()
+                pending += chunk
             elif proc.poll() is not None:
                 break
     raise RuntimeError(f"relay did not print {prefix!r} (exit status {proc.poll()})")
+
+
+_PENDING: dict[int, bytearray] = {}
+"""Stdout bytes read past the line asked for, per relay process."""
 
 
 def start_relay(
