@@ -68,6 +68,11 @@ class NameplateDirectory(Generic[T]):
             return None
         return allocation
 
+    def holds(self, nameplate: str, owner: T) -> bool:
+        """Whether `owner`'s allocation of `nameplate` is still live (not claimed or burnt)."""
+        allocation = self._live.get(nameplate)
+        return allocation is not None and allocation.owner is owner
+
     def release(self, nameplate: str, owner: T) -> bool:
         """Burn `owner`'s nameplate (its console left or aborted). True if it was live."""
         allocation = self._live.get(nameplate)

@@ -343,11 +343,8 @@ class Endpoints:
                 "Every session code is in use; try again in a minute.",
                 60.0,
             ) from None
-        end.state = State.WAITING
         end.nameplate = allocation.nameplate
         end.ticket_id, end.ticket_title = ticket.id, ticket.title
-        # the console waits until the nameplate expires; the sweeper enforces it
-        end.deadline = time.monotonic() + self.config.nameplate_ttl
         statement = attest.Attestation(
             nameplate=allocation.nameplate,
             consultant=end.consultant.display_name,
@@ -370,6 +367,21 @@ class Endpoints:
             ip=end.ip,
             detail={"nameplate": allocation.nameplate, "expires_at": allocation.expires_at},
         )
+        if end.state is not State.NEW:  # the console left while the row was written
+            relay.directory.release(allocation.nameplate, end)
+            return
+        if not relay.directory.holds(allocation.nameplate, end):
+            # a claim guessed it during the write and burnt it (see below)
+            raise Refusal(
+                RelayErrorCode.NAMEPLATE_UNKNOWN,
+                "The code was used before it was shown; please start a new session.",
+            )
+        # Only now can a claim pair with this console (`_claim` wants WAITING), so
+        # the console always hears of its nameplate before any SessionOpened; a
+        # claim that raced into the audit write above found it not yet claimable.
+        end.state = State.WAITING
+        # the console waits until the nameplate expires; the sweeper enforces it
+        end.deadline = time.monotonic() + self.config.nameplate_ttl
         await self._send(end, encode(reply))
 
     # -- agent: claim and pair

@@ -146,10 +146,13 @@ def test_nameplates_are_single_use_and_expire() -> None:
     directory: NameplateDirectory[str] = NameplateDirectory()
     first = directory.allocate("a", now=0.0, ttl=600.0)
     assert len(first.nameplate) == 3
+    assert directory.holds(first.nameplate, "a")
+    assert not directory.holds(first.nameplate, "someone else")
     claimed = directory.claim(first.nameplate, now=1.0)
     assert claimed is not None
     assert claimed.owner == "a"
     assert directory.claim(first.nameplate, now=1.0) is None
+    assert not directory.holds(first.nameplate, "a")
     late = directory.allocate("b", now=0.0, ttl=600.0)
     assert directory.claim(late.nameplate, now=600.0) is None
     gone = directory.allocate("c", now=0.0, ttl=10.0)
