@@ -171,8 +171,10 @@ class Endpoints:
         refused = self._admission(request)
         if refused is not None:
             return refused
-        consultant = await bearer_consultant(request, self.relay)
+        # counted against its address before the token lookup awaits the database,
+        # so that many slow requests at once cannot slip past the per-address cap
         end = await self._open(request, Party.CONSOLE)
+        consultant = await bearer_consultant(request, self.relay)
         end.consultant = consultant
         if consultant is None:
             await self._refuse(
