@@ -43,6 +43,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from agent.config import AgentConfig
 from agent.frontend import ConsentAnswer, Phase, SessionOutcome, SessionUI
+from agent.hotkey import END_HOTKEY, EndHotkey
 from agent.inject import Injector
 from agent.pacing import DEFAULT_FRAME_WINDOW, DEFAULT_MAX_FPS, FramePacer
 from agent.platform import default_platform
@@ -94,6 +95,7 @@ CLOSE_TIMEOUT = 2.0
 
 _NOTICE_STATES = (State.VIEWING, State.CONTROLLING, State.ESCALATING)
 _HAND_BACK_STATES = (State.HAND_BACK_VIEWING, State.HAND_BACK_CONTROLLING)
+_CONSENTED = (State.VIEWING, State.CONTROLLING, State.ESCALATING, *_HAND_BACK_STATES)
 _PHASES = {
     State.PAIRING: Phase.VERIFYING,
     State.KEYED: Phase.VERIFYING,
@@ -164,6 +166,7 @@ class SessionRunner:
         frame_window: int = DEFAULT_FRAME_WINDOW,
         max_fps: float = DEFAULT_MAX_FPS,
         jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+        end_hotkey: str | None = END_HOTKEY,
     ) -> None:
         self.config, self.code, self.ui = config, code, ui
         self._platform = platform
@@ -189,6 +192,8 @@ class SessionRunner:
         self._stream_task: asyncio.Task[None] | None = None
         self._ack_event: asyncio.Event | None = None
         self._injector: Injector | None = None
+        self._end_hotkey = end_hotkey
+        self._hotkey: EndHotkey | None = None
         self._own_windows: set[str] = set()
         self._monitor: MonitorInfo | None = None
         self._selected: int | None = None
@@ -439,6 +444,8 @@ class SessionRunner:
                 self._open_injector()
         else:
             self._close_injector()
+        if conn.state in _CONSENTED and self._hotkey is None and self._end_hotkey:
+            self._open_hotkey(self._end_hotkey)
         self._status(_PHASES[conn.state])
 
     def _finish(self, ended: SessionEnded) -> None:
@@ -462,6 +469,9 @@ class SessionRunner:
     def _stop_everything(self) -> None:
         self._stop_stream()
         self._close_injector()
+        hotkey, self._hotkey = self._hotkey, None
+        if hotkey is not None:
+            hotkey.close()
 
     def _report_end(self) -> None:
         assert self.outcome is not None
@@ -640,6 +650,13 @@ class SessionRunner:
         self._injector = Injector(backend)
         if self._own_windows:
             self._injector.pause()
+
+    def _open_hotkey(self, combination: str) -> None:
+        try:
+            self._hotkey = EndHotkey(combination, self.end)
+        except PlatformError as exc:
+            self._end_hotkey = None  # do not retry on every event
+            log.warning("the end-session hotkey is unavailable: %s", exc)
 
     def _close_injector(self) -> None:
         injector, self._injector = self._injector, None

@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from agent.platform.base import (
     CursorInfo,
@@ -153,6 +153,10 @@ class SecureDesktopGuard:
 
     def open_input(self) -> InputBackend:
         return self.inner.open_input()
+
+    def __getattr__(self, name: str) -> Any:
+        # Whatever else the engine asks of its platform is the wrapped platform's.
+        return getattr(self.inner, name)
 
 
 class _GuardedCapture:

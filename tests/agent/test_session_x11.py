@@ -644,3 +644,13 @@ async def test_tls_relay_with_another_certificate_is_refused_before_anything_is_
     assert agent.ui.outcome.reason is EndReason.RELAY_REFUSED
     expected = "is not the pinned one" if pin else "certificate is not trusted"
     assert expected in agent.ui.outcome.message
+
+
+async def test_user_ends_with_the_hotkey(
+    agent: AgentSide, consultant: Consultant, xdisplay: XDisplay
+) -> None:
+    await start(agent, consultant, Rights.VIEW)
+    subprocess.run(["xdotool", "key", "ctrl+alt+End"], env=xdisplay.env, check=True, timeout=10)
+    ended = await consultant.ended()
+    await agent.ended()
+    assert (ended.by, ended.reason) == (Party.AGENT, EndReason.USER_ENDED)
