@@ -122,3 +122,15 @@ def test_healthz_and_metrics(shared_relay: RelayProcess) -> None:
     assert status == 200
     assert "zgoda_relay_sessions" in text
     assert "zgoda_relay_logins_total" in text
+
+
+def test_unknown_routes_and_methods_get_json_errors(shared_relay: RelayProcess) -> None:
+    status, reply = shared_relay.api("GET", "/api/nothing-here")
+    assert (status, reply["error"]) == (404, "not_found")
+    status, reply = shared_relay.api("DELETE", "/api/tickets")
+    assert status == 405
+    assert reply["message"]
+    status, reply = shared_relay.api(
+        "POST", "/api/login", None, headers={"Content-Type": "application/json"}
+    )
+    assert (status, reply["error"]) == (400, "missing_field")
