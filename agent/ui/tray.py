@@ -164,6 +164,12 @@ class Tray:
         self._lock = threading.Lock()
         if backend is None:
             backend = load_pystray()  # needs a display: imported only when a tray is made
+        # pystray's xorg backend (Linux without GTK) reads and writes one Xlib
+        # connection from its loop and from every caller, and python-xlib corrupts
+        # its reads or deadlocks under that (seen here: "NoneType has no len()" in
+        # the loop, a caller stuck waiting). There the icon keeps its idle picture;
+        # the windows carry the session's state. gtk and win32 are thread-safe.
+        self.live_updates = getattr(backend.Icon, "__module__", "") != "pystray._xorg"
         item, menu = backend.MenuItem, backend.Menu
         self.icon = backend.Icon(
             "zgoda",
@@ -239,12 +245,13 @@ class Tray:
             self.icon.title = tooltip[:127]  # Windows limits tooltips to 127 characters
             self.icon.update_menu()
 
-        self._calls.put(apply)
+        if self.live_updates:
+            self._calls.put(apply)
 
     def notify(self, message: str) -> None:
         """A desktop notification where the backend has them; returns at once."""
         self.notifications.append(message)
-        if getattr(self.icon, "HAS_NOTIFICATION", False):
+        if self.live_updates and getattr(self.icon, "HAS_NOTIFICATION", False):
             self._calls.put(lambda: self.icon.notify(message, self.strings.get("app.name")))
 
     def stop(self) -> None:
@@ -266,6 +273,9 @@ class Tray:
                 if display is not None:
                     with contextlib.suppress(Exception):
                         display.close()
+                    # Or pystray's __del__ would try to stop it again over the closed
+                    # connection, raising in the garbage collector.
+                    self.icon._running = False
                 self._thread.join(STOP_TIMEOUT)
             if self._thread.is_alive():
                 log.warning("the tray thread did not stop within %.0f s", STOP_TIMEOUT)

@@ -57,6 +57,7 @@ from protocol.messages import (
     PointerButton,
     PointerMove,
     Rights,
+    SelectMonitor,
     TypeText,
 )
 from tests.agent.conftest import AgentSide, wait_event
@@ -654,3 +655,20 @@ async def test_user_ends_with_the_hotkey(
     ended = await consultant.ended()
     await agent.ended()
     assert (ended.by, ended.reason) == (Party.AGENT, EndReason.USER_ENDED)
+
+
+async def test_consultant_selects_all_monitors_or_is_told_a_monitor_does_not_exist(
+    agent: AgentSide, consultant: Consultant
+) -> None:
+    await start(agent, consultant, Rights.VIEW)
+    first = consultant.layout
+    assert first is not None and [m.index for m in first.monitors] == [0, 1]
+    assert first.selected == 1 and first.monitors[1].primary
+    assert first.monitors[1].scale_percent == 100
+    await consultant.send(SelectMonitor(index=0))
+    await consultant.wait_until(lambda: consultant.layout and consultant.layout.selected == 0)
+    await consultant.wait_until(lambda: consultant.canvas is not None)
+    await consultant.send(SelectMonitor(index=7))
+    notice = await consultant.wait_for(Notice)
+    assert (notice.code, notice.text) == (NoticeCode.INFO, "There is no monitor 7.")
+    await consultant.wait_until(lambda: consultant.layout and consultant.layout.selected == 1)

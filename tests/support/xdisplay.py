@@ -18,6 +18,7 @@ import os
 import selectors
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -87,6 +88,31 @@ def _wait_for_wm(env: dict[str, str], wm: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("openbox did not start managing the display")
 
 
+WM_ATTEMPTS = 3
+"""openbox now and then exited with status 1 at start-up on a machine busy with
+other test runs; it is tried again, and every failed try's stderr is reported."""
+
+
+def _start_openbox(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    errors = []
+    for _ in range(WM_ATTEMPTS):
+        with tempfile.TemporaryFile() as log:
+            wm = subprocess.Popen(
+                ["openbox", "--sm-disable"], env=env, stdout=subprocess.DEVNULL, stderr=log
+            )
+            try:
+                _wait_for_wm(env, wm)
+            except RuntimeError as exc:
+                if wm.poll() is None:
+                    wm.kill()
+                    wm.wait(5)
+                log.seek(0)
+                errors.append(f"{exc}: {log.read().decode(errors='replace').strip()}")
+                continue
+            return wm
+    raise RuntimeError("openbox did not start: " + " | ".join(errors))
+
+
 def start_display(*, window_manager: bool = True) -> XDisplay:
     """Start Xvfb on a free display number (and openbox); raise RuntimeError if it fails."""
     if shutil.which("Xvfb") is None:
@@ -107,13 +133,7 @@ def start_display(*, window_manager: bool = True) -> XDisplay:
     display = XDisplay(name=name, xvfb=xvfb, env={**os.environ, "DISPLAY": name})
     if window_manager:
         try:
-            display.wm = subprocess.Popen(
-                ["openbox", "--sm-disable"],
-                env=display.env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            _wait_for_wm(display.env, display.wm)
+            display.wm = _start_openbox(display.env)
         except BaseException:
             display.stop()
             raise
