@@ -113,12 +113,12 @@ def _start_openbox(env: dict[str, str]) -> subprocess.Popen[bytes]:
     raise RuntimeError("openbox did not start: " + " | ".join(errors))
 
 
-def start_display(*, window_manager: bool = True) -> XDisplay:
+def start_display(*, window_manager: bool = True, screen: str = SCREEN) -> XDisplay:
     """Start Xvfb on a free display number (and openbox); raise RuntimeError if it fails."""
     if shutil.which("Xvfb") is None:
         raise RuntimeError("Xvfb is not installed (apt-get install xvfb)")
     xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", "1", "-screen", "0", SCREEN, "-nolisten", "tcp"],
+        ["Xvfb", "-displayfd", "1", "-screen", "0", screen, "-nolisten", "tcp"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
