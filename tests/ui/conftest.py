@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import gc
 import os
 import shutil
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
@@ -19,7 +22,7 @@ from agent.config import AgentConfig
 from tests.agent.conftest import TEST_LIMITS
 from tests.agent.consultant import Consultant
 from tests.support.relay import RelayProcess, start_relay
-from tests.support.xdisplay import XDisplay
+from tests.support.xdisplay import XDisplay, start_display
 from tests.support.xdisplay import xdisplay as xdisplay
 from tests.ui.driver import TrayProcess, write_config
 
@@ -146,30 +149,20 @@ def start_tray(
 
 
 class InProcessApp:
-    """A `TrayApp` built and run on its own Tk thread here; `call()` runs code there."""
+    """A `TrayApp` whose Tk loop runs on this test's main thread; `call()` runs code there.
 
-    def __init__(self, build: Callable[[], Any]) -> None:
-        self._build = build
-        self.app: Any = None
-        self._ready = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, name="test-tk")
-        self.thread.start()
-        if not self._ready.wait(WAIT) or self.app is None:
-            raise AssertionError(f"the app did not start: {self.error!r}")
+    Tk must stay on one thread for good: Tcl aborts the process when an
+    interpreter is freed by a thread other than its creator, and the garbage
+    collector frees on whichever thread it happens to run. So the app runs on the
+    main thread, the test's steps run on a "test-driver" thread
+    (`run_in_process`), and the app is collected on the main thread at the end.
+    """
 
-    def _main(self) -> None:
-        try:
-            self.app = self._build()
-        except BaseException as exc:
-            self.error = exc
-            self._ready.set()
-            raise
-        self._ready.set()
-        self.app.run()
+    def __init__(self, app: Any) -> None:
+        self.app = app
 
     def call(self, fn: Callable[[], T], timeout: float = WAIT) -> T:
-        """Run `fn` on the Tk thread and return its result."""
+        """Run `fn` on the Tk thread and return its result (from the driver thread)."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def run() -> None:
@@ -181,11 +174,118 @@ class InProcessApp:
         self.app.post(run)
         return future.result(timeout)
 
-    def quit(self) -> None:
-        if self.thread.is_alive():
-            self.app.post(self.app.quit)
-            self.thread.join(WAIT)
-        assert not self.thread.is_alive(), "the Tk thread did not end"
+
+DRIVER_TIMEOUT = 120.0
+"""Bound on a test's steps; the Tk loop then ends whatever they did."""
 
 
-__all__ = ["WAIT", "InProcessApp", "config_for", "write_config"]
+def run_in_process(
+    build: Callable[[], Any], steps: Callable[[InProcessApp], Coroutine[Any, Any, None]]
+) -> None:
+    """Build the app here, run `steps` on a driver thread (with its own event loop)
+    while Tk runs here, then quit the app; re-raises what the steps raised."""
+    harness = InProcessApp(build())
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(steps(harness), DRIVER_TIMEOUT))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            harness.app.post(harness.app.quit)  # no-op when the steps quit already
+
+    driver = threading.Thread(target=drive, name="test-driver")
+    harness.app.post(driver.start)  # once Tk's loop runs, so the tray is up
+    try:
+        harness.app.run()
+    finally:
+        driver.join(DRIVER_TIMEOUT + WAIT)
+        harness.app = None
+        gc.collect()  # here, on the thread that made every Tcl object
+    assert not driver.is_alive(), "the test's steps did not end"
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture(scope="module")
+def bare_display() -> Iterator[XDisplay]:
+    """A display of its own (no window manager, no tray host) for the app in this process.
+
+    No window manager: nothing here types into a window, and Tk's focus_force works
+    without one.
+    """
+    display = start_display(window_manager=False)
+    previous = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = display.name  # Tk and the capture read it
+    try:
+        yield display
+    finally:
+        if previous is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = previous
+        display.stop()
+
+
+def stand_in_tray() -> Any:
+    """A pystray "backend" for the app in this process: pystray's own Icon, Menu and
+    MenuItem logic with a loop that only waits for `stop()`.
+
+    A stand-in, named as such, for the one thing that cannot run reliably in a
+    test process here: a real tray loop. pystray's xorg backend shares one Xlib
+    connection between threads and breaks (agent/ui/tray.py); its gtk backend
+    needs Debian's PyGObject, built for Debian's Python, which corrupted this
+    interpreter's state when loaded into it. The real gtk icon, docked in trayer,
+    runs in the `zgoda tray` processes of test_employee_session.py.
+    """
+    from pystray import _base
+
+    class StandInIcon(_base.Icon):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._stop_event = threading.Event()
+            self.shown: list[str] = []  # notifications, in order
+
+        def _show(self) -> None:
+            pass
+
+        def _hide(self) -> None:
+            pass
+
+        def _update_icon(self) -> None:
+            pass
+
+        def _update_title(self) -> None:
+            pass
+
+        def _update_menu(self) -> None:
+            pass
+
+        def _run(self) -> None:
+            self._mark_ready()
+            self._stop_event.wait()
+
+        def _run_detached(self) -> None:
+            raise NotImplementedError("run() only")
+
+        def _stop(self) -> None:
+            self._stop_event.set()
+
+        def _notify(self, message: str, title: str | None = None) -> None:
+            self.shown.append(message)
+
+        def _remove_notification(self) -> None:
+            pass
+
+    return SimpleNamespace(Icon=StandInIcon, Menu=_base.Menu, MenuItem=_base.MenuItem)
+
+
+__all__ = [
+    "WAIT",
+    "InProcessApp",
+    "config_for",
+    "run_in_process",
+    "stand_in_tray",
+    "write_config",
+]
