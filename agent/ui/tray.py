@@ -18,6 +18,7 @@ import os
 import queue
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -100,6 +101,16 @@ def draw_icon(state: TrayState) -> Image.Image:
     return image
 
 
+_ASCII_FOR = str.maketrans({"ł": "l", "Ł": "L", "…": "...", "–": "-", "—": "-"})
+
+
+def latin1(text: str) -> str:
+    """`text` without what Latin-1 lacks: Polish diacritics dropped (ą → a, ł → l)."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_ASCII_FOR))
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return plain.encode("latin-1", "replace").decode("latin-1")
+
+
 def load_pystray() -> Any:
     """pystray with the best backend here: on Linux gtk when PyGObject and GTK 3 exist
     (a real menu, notifications), else xorg (icon only). pystray's own choice tries
@@ -170,11 +181,13 @@ class Tray:
         # the loop, a caller stuck waiting). There the icon keeps its idle picture;
         # the windows carry the session's state. gtk and win32 are thread-safe.
         self.live_updates = getattr(backend.Icon, "__module__", "") != "pystray._xorg"
+        # xorg writes the tooltip as WM_NAME in Latin-1: Polish letters would raise.
+        title = self.tooltip if self.live_updates else latin1(self.tooltip)
         item, menu = backend.MenuItem, backend.Menu
         self.icon = backend.Icon(
             "zgoda",
             self._images[TrayState.IDLE],
-            self.tooltip,
+            title,
             menu=menu(
                 item(
                     strings.get("menu.get_help"),

@@ -133,9 +133,10 @@ def start_tray(
     """Start `zgoda tray ARGS` (English texts) on the display; stopped by PID at the end."""
     started: list[TrayProcess] = []
 
-    def start(*args: str) -> TrayProcess:
-        config = write_config(tmp_path / "agent.toml", ui_relay)
-        tray = TrayProcess(tray_host.env, config, tmp_path / f"run{len(started)}", *args)
+    def start(*args: str, language: str | None = "en", **env: str) -> TrayProcess:
+        config = write_config(tmp_path / "agent.toml", ui_relay, language)
+        run = tmp_path / f"run{len(started)}"
+        tray = TrayProcess({**tray_host.env, **env}, config, run, *args)
         started.append(tray)
         tray.wait_ready()
         return tray

@@ -13,13 +13,12 @@ from tests.support.relay import REPO, RelayProcess
 STOP_TIMEOUT = 15.0
 
 
-def write_config(path: Path, relay: RelayProcess, language: str = "en") -> Path:
-    path.write_text(
-        f'relay_url = "{relay.url}"\n'
-        f'relay_key = "{relay.pubkey}"\n'
-        f'org_name = "{relay.org}"\n'
-        f'language = "{language}"\n'
-    )
+def write_config(path: Path, relay: RelayProcess, language: str | None = "en") -> Path:
+    """The agent's TOML; `language=None` leaves the choice to the system locale."""
+    text = f'relay_url = "{relay.url}"\nrelay_key = "{relay.pubkey}"\norg_name = "{relay.org}"\n'
+    if language is not None:
+        text += f'language = "{language}"\n'
+    path.write_text(text)
     return path
 
 

@@ -241,3 +241,15 @@ async def test_the_consultants_clicks_on_allow_and_done_do_nothing(
     assert tray.stop() == 0  # SIGTERM: Quit, which ends the session first
     ended = await consultant.ended()
     assert ended.by is Party.AGENT
+
+
+async def test_without_a_configured_language_the_dialogs_follow_the_system_locale(
+    start_tray: Callable[..., TrayProcess], tray_host: Desktop
+) -> None:
+    pl = Strings("pl")
+    tray = start_tray(language=None, LANG="pl_PL.UTF-8", LC_ALL="")  # opens Get help itself
+    # The title ends in ASCII; xdotool matches bytes, so anchor on that part only.
+    wid = await asyncio.to_thread(xwin.find_window, tray_host.env, "o pomoc$")
+    name = await asyncio.to_thread(xwin.xdotool, tray_host.env, "getwindowname", str(wid))
+    assert name.strip() == pl.get("code.title")
+    assert tray.stop() == 0
