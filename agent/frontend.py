@@ -52,6 +52,7 @@ class Phase(Enum):
     CONTROLLING = "the consultant sees your screen and controls mouse and keyboard"
     ESCALATING = "the consultant asks for control"
     HAND_BACK = "your turn: the consultant sees nothing"
+    RECONNECTING = "the link dropped: reconnecting; nothing is shared meanwhile"
     ENDING = "ending"
 
 

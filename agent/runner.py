@@ -20,8 +20,12 @@ Threads: the runner owns one thread running an asyncio loop. The front end
 runner's public methods (`end`, `hand_back`, ...) from any thread. Capture and
 encoding run on a one-thread executor; input on the injector's thread.
 
-There is no resume: when the link drops, the session ends (PEER_LOST), and a new
-session needs a new code and a new click. The protocol has no resume message yet.
+Resume: when the agent's link drops, the engine reconnects (backing off) and
+resumes the same consented session with the same keys, without a new click, if it
+gets back within the grace period (`protocol.limits.RESUME_GRACE_SECONDS`); the
+protocol resends what was lost. Meanwhile input is paused (held keys released)
+and at most the ack window's frames wait in the retransmit buffer. After the grace
+period the session ends (PEER_LOST): a new code and a new *Allow* are needed.
 """
 
 from __future__ import annotations
@@ -57,7 +61,10 @@ from protocol.connection import (
     Dropped,
     EscalationRequested,
     Keyed,
+    LinkLost,
+    LinkRestored,
     NameplateClaimed,
+    PeerAwayEvent,
     PeerConnected,
     SessionEnded,
     SessionIdAssigned,
@@ -89,6 +96,11 @@ log = logging.getLogger(__name__)
 SCREEN_RETRY_SECONDS = 1.0
 """How long to wait after the screen could not be read (secure desktop, a mode
 change) before trying again; the consultant gets one notice, not one per frame."""
+
+RECONNECT_FIRST_DELAY = 0.25
+RECONNECT_MAX_DELAY = 4.0
+"""Reconnect attempts back off from a quarter second to 4 s: quick after a blip,
+without hammering a relay that is restarting (its claim rate limit counts these)."""
 
 CLOSE_TIMEOUT = 2.0
 """Seconds to flush the final End and receipts before dropping the link anyway."""
@@ -167,6 +179,7 @@ class SessionRunner:
         max_fps: float = DEFAULT_MAX_FPS,
         jpeg_quality: int = DEFAULT_JPEG_QUALITY,
         end_hotkey: str | None = END_HOTKEY,
+        resume_grace: float | None = None,
     ) -> None:
         self.config, self.code, self.ui = config, code, ui
         self._platform = platform
@@ -193,8 +206,10 @@ class SessionRunner:
         self._ack_event: asyncio.Event | None = None
         self._injector: Injector | None = None
         self._end_hotkey = end_hotkey
+        self._resume_grace = resume_grace  # None: the protocol's RESUME_GRACE_SECONDS
         self._hotkey: EndHotkey | None = None
         self._own_windows: set[str] = set()
+        self._link_down = False
         self._monitor: MonitorInfo | None = None
         self._selected: int | None = None
         self._frame_id = 0
@@ -324,7 +339,17 @@ class SessionRunner:
             org=self.config.org_name,
             consent_timeout=self.consent_timeout,
         )
-        await self._flush()  # ClaimNameplate: the first byte the agent ever sends
+        if self._resume_grace is not None:
+            self._conn.grace_seconds = self._resume_grace
+        while True:
+            await self._flush()  # first ClaimNameplate (the first byte ever sent), or Resume
+            await self._receive()
+            if self._ended is not None or not await self._reconnect():
+                return
+
+    async def _receive(self) -> None:
+        """Feed the relay's messages to the protocol until the link closes or the end."""
+        assert self._conn is not None and self._ws is not None
         try:
             async for data in self._ws:
                 self._conn.receive_data(data if isinstance(data, bytes) else data.encode())
@@ -334,10 +359,47 @@ class SessionRunner:
                     return
         except ConnectionClosed:
             pass
+
+    async def _reconnect(self) -> bool:
+        """The link dropped: get a new one and resume within the grace period, or end."""
+        conn = self._conn
+        assert conn is not None
+        if not conn.link_lost():  # not keyed yet, or the relay offers no resume
+            self._dispatch()
+            if self._ended is None:
+                self._finish(
+                    SessionEnded(Party.RELAY, EndReason.PEER_LOST, "the link to the relay was lost")
+                )
+            return False
+        self._dispatch()  # LinkLost: input paused, the user sees "reconnecting"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + conn.grace_seconds
+        delay = RECONNECT_FIRST_DELAY
+        while self._ended is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+            try:
+                ws = await asyncio.wait_for(open_link(self.config), max(remaining, 0.1))
+            except TlsPinMismatch as exc:  # someone else answers at the relay's address
+                conn.end(EndReason.PEER_LOST, "the relay's certificate changed")
+                self._finish(SessionEnded(Party.RELAY, EndReason.RELAY_REFUSED, str(exc)))
+                return False
+            except (OSError, TimeoutError, InvalidURI, InvalidHandshake) as exc:
+                log.info("reconnect failed: %r", exc)
+                continue
+            if self._ended is not None:  # the user ended it meanwhile
+                await ws.close()
+                return False
+            self._ws = ws
+            conn.resume()
+            return True
         if self._ended is None:
-            self._finish(
-                SessionEnded(Party.RELAY, EndReason.PEER_LOST, "the link to the relay was lost")
-            )
+            conn.end(EndReason.PEER_LOST, "the link did not come back in time")
+            self._dispatch()
+        return False
 
     async def _flush(self) -> None:
         """Send everything the protocol queued, in order (sealed counters must not reorder)."""
@@ -422,6 +484,13 @@ class SessionRunner:
                     self.stats.input_refused += 1
             elif isinstance(event, ClipboardText):
                 log.info("clipboard from the consultant ignored: not supported yet")
+            elif isinstance(event, LinkLost | PeerAwayEvent):
+                self._link_down = True
+                self._set_own_window("link", True)  # pauses input, releases held keys
+                self._status(Phase.RECONNECTING)
+            elif isinstance(event, LinkRestored):
+                self._link_down = False
+                self._set_own_window("link", False)
             elif isinstance(event, Pong):
                 pass
             else:
@@ -446,7 +515,7 @@ class SessionRunner:
             self._close_injector()
         if conn.state in _CONSENTED and self._hotkey is None and self._end_hotkey:
             self._open_hotkey(self._end_hotkey)
-        self._status(_PHASES[conn.state])
+        self._status(Phase.RECONNECTING if self._link_down else _PHASES[conn.state])
 
     def _finish(self, ended: SessionEnded) -> None:
         """The session is over: stop capture and injection at once, remember why."""
@@ -612,7 +681,8 @@ class SessionRunner:
             else:
                 self._injector.resume()
         conn = self._conn
-        if conn is not None and self._ended is None and conn.state in _NOTICE_STATES:
+        notify = name != "link" and not self._link_down  # the consultant knows the link dropped
+        if conn is not None and self._ended is None and conn.state in _NOTICE_STATES and notify:
             if after:
                 notice = Notice(
                     code=NoticeCode.INPUT_PAUSED,
