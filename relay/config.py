@@ -21,7 +21,7 @@ from typing import Any
 
 from protocol.codec import MAX_ENVELOPE_SIZE
 from protocol.errors import ConfigError
-from protocol.limits import NAMEPLATE_TTL_SECONDS
+from protocol.limits import NAMEPLATE_TTL_SECONDS, RESUME_GRACE_SECONDS
 
 ENV_PREFIX = "ZGODA_RELAY_"
 
@@ -72,6 +72,9 @@ class RelayConfig:
     # -- connections
     handshake_timeout: float = 10.0
     """Seconds a new WebSocket has to send its first message (allocate or claim)."""
+    resume_grace: float = RESUME_GRACE_SECONDS
+    """A keyed session whose link drops is held this long for the end to come back
+    (protocol `Resume`); 0 offers no resume (empty resume tokens)."""
     pake_timeout: float = 60.0
     """Seconds a paired session has to finish key confirmation both ways."""
     idle_timeout: float = 900.0

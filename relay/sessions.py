@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hmac
 import logging
 import secrets
 import time
@@ -43,10 +44,15 @@ from protocol.messages import (
     NameplateAllocated,
     Pake,
     Party,
+    PeerAway,
     PeerJoined,
     PeerLeft,
+    PeerReturned,
     RelayError,
     RelayErrorCode,
+    Resume,
+    Resumed,
+    Rewind,
     Rights,
     SessionOpened,
 )
@@ -55,6 +61,10 @@ from relay.nameplates import NameplatesExhausted
 from relay.store import Consultant
 
 log = logging.getLogger("zgoda.relay")
+
+RESUME_TOKEN_BYTES = 32
+"""Each end's secret for rejoining its session after a dropped link: 256 bits, so
+guessing is hopeless even before the claim rate limits apply to resumes too."""
 
 RELAY_CLOSE_BASE = 4100
 """Relay refusals close with 4100 + RelayErrorCode (4101..4112), beside the
@@ -111,7 +121,10 @@ class Session:
     started: float  # wall clock, for the audit
     started_mono: float
     last_activity: float
+    consultant_username: str = ""
     confirmed: set[Party] = field(default_factory=set)
+    tokens: dict[Party, bytes] = field(default_factory=dict)  # resume tokens, per end
+    away: dict[Party, float] = field(default_factory=dict)  # monotonic end of each grace
     bytes_to_agent: int = 0
     bytes_to_console: int = 0
     unreported_to_agent: int = 0
@@ -120,6 +133,10 @@ class Session:
 
     def peer_of(self, end: End) -> End:
         return self.agent if end is self.console else self.console
+
+    @property
+    def keyed(self) -> bool:
+        return len(self.confirmed) == 2
 
 
 class Refusal(Exception):
@@ -139,6 +156,7 @@ class Endpoints:
         self.relay = relay
         self.config = relay.config
         self.sessions: set[Session] = set()
+        self.by_id: dict[str, Session] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifecycle
@@ -290,6 +308,9 @@ class Endpoints:
             await self._fail_input(end, exc)
 
     async def _dispatch(self, end: End, message: Message, data: bytes) -> None:
+        if end.state is State.NEW and isinstance(message, Resume):
+            await self._resume(end, message)
+            return
         if end.state is State.NEW and end.role is Party.CONSOLE:
             if isinstance(message, AllocateNameplate):
                 await self._allocate(end, message)
@@ -304,7 +325,7 @@ class Endpoints:
             return
         elif end.state is State.PAIRED and end.session is not None:
             session = end.session
-            if isinstance(message, Pake | Confirm):
+            if isinstance(message, Pake | Confirm | Rewind):
                 if isinstance(message, Confirm):
                     session.confirmed.add(end.role)
                 await self._forward(session, end, data)
@@ -444,21 +465,29 @@ class Endpoints:
             agent=end,
             ticket_id=console.ticket_id,
             consultant=console.consultant.display_name if console.consultant else "",
+            consultant_username=console.consultant.username if console.consultant else "",
             started=relay.now(),
             started_mono=now,
             last_activity=now,
         )
+        if self.config.resume_grace > 0:
+            session.tokens = {
+                Party.CONSOLE: secrets.token_bytes(RESUME_TOKEN_BYTES),
+                Party.AGENT: secrets.token_bytes(RESUME_TOKEN_BYTES),
+            }
         deadline = now + self.config.pake_timeout
         for side in (console, end):
             side.session, side.state, side.deadline = session, State.PAIRED, deadline
         end.nameplate, end.ticket_id = console.nameplate, console.ticket_id
         self.sessions.add(session)
+        self.by_id[session.id] = session
         metrics.sessions.set(len(self.sessions))
         metrics.sessions_total.inc()
         await self._send(end, encode(Claimed(expires_at=allocation.expires_at)))
-        opened, joined = encode(SessionOpened(session_id=session.id)), encode(PeerJoined())
+        joined = encode(PeerJoined())
         for side in (console, end):
-            await self._send(side, opened)
+            token = session.tokens.get(side.role, b"")
+            await self._send(side, encode(SessionOpened(session_id=session.id, resume_token=token)))
             await self._send(side, joined)
         await relay.audit(
             "session.paired",
@@ -521,6 +550,7 @@ class Endpoints:
             return
         session.ended = True
         self.sessions.discard(session)
+        self.by_id.pop(session.id, None)
         self._report_bytes(session)
         metrics = self.relay.metrics
         metrics.sessions.set(len(self.sessions))
@@ -567,8 +597,90 @@ class Endpoints:
             self.relay.metrics.waiting.set(len(self.relay.directory))
         session = end.session
         if session is not None and not session.ended:
-            await self._end_session(session, f"{end.name} left")
+            peer = session.peer_of(end)
+            if (
+                previous is State.PAIRED  # the link dropped; the relay did not close it
+                and session.keyed
+                and session.tokens
+                and peer.state is State.PAIRED  # someone is left to wait for it
+                and (session.console is end or session.agent is end)
+            ):
+                await self._link_lost(session, end)
+            else:
+                await self._end_session(session, f"{end.name} left")
         self._forget(end)
+
+    async def _link_lost(self, session: Session, end: End) -> None:
+        """Hold a keyed session for `resume_grace` seconds; tell the other end to wait."""
+        grace = self.config.resume_grace
+        session.away[end.role] = time.monotonic() + grace
+        peer = session.peer_of(end)
+        log.info("%s %s: link lost in session %s; held %.0f s", end.name, end.ip, session.id, grace)
+        await self._send(peer, encode(PeerAway(grace_seconds=grace)))
+        await self.relay.audit(
+            "session.link_lost",
+            ticket_id=session.ticket_id,
+            session_id=session.id,
+            actor=end.name,
+            ip=end.ip,
+            detail={"grace_seconds": grace},
+        )
+
+    async def _resume(self, end: End, message: Resume) -> None:
+        """A new link rejoins its session: check the token, swap the end, tell both."""
+        metrics = self.relay.metrics
+        now = time.monotonic()
+        wait = self._claim_retry_after(end.ip, now)
+        if wait > 0:
+            metrics.claims.labels("rate_limited").inc()
+            raise Refusal(
+                RelayErrorCode.RATE_LIMITED,
+                f"Too many attempts to connect; try again in {wait:.0f} seconds.",
+                round(wait, 1),
+            )
+        session = self.by_id.get(message.session_id)
+        expected = session.tokens.get(end.role, b"") if session is not None else b""
+        if (
+            session is None
+            or session.ended
+            or end.role not in session.away
+            or not expected
+            or not hmac.compare_digest(expected, message.token)
+            or (
+                end.role is Party.CONSOLE
+                and (
+                    end.consultant is None or end.consultant.username != session.consultant_username
+                )
+            )
+        ):
+            self._count_failed_claim(end.ip, now)
+            metrics.claims.labels("resume_refused").inc()
+            raise Refusal(
+                RelayErrorCode.SESSION_UNKNOWN,
+                "This session cannot be resumed any more; please start a new one.",
+            )
+        del session.away[end.role]
+        if end.role is Party.CONSOLE:
+            old, session.console = session.console, end
+        else:
+            old, session.agent = session.agent, end
+        end.session, end.state = session, State.PAIRED
+        end.nameplate, end.ticket_id, end.ticket_title = (
+            old.nameplate,
+            old.ticket_id,
+            old.ticket_title,
+        )
+        session.last_activity = now
+        metrics.claims.labels("resumed").inc()
+        await self._send(end, encode(Resumed()))
+        await self._send(session.peer_of(end), encode(PeerReturned()))
+        await self.relay.audit(
+            "session.resumed",
+            ticket_id=session.ticket_id,
+            session_id=session.id,
+            actor=end.name,
+            ip=end.ip,
+        )
 
     async def _send(self, end: End, data: bytes) -> None:
         if end.ws.closed:
@@ -634,6 +746,13 @@ class Endpoints:
         cfg = self.config
         for session in list(self.sessions):
             self._report_bytes(session)
+            gone = [role for role, until in session.away.items() if now > until]
+            if gone:
+                name = "console" if gone[0] is Party.CONSOLE else "agent"
+                await self._end_session(session, f"{name} did not come back")
+                continue
+            if session.away:
+                continue  # held for a resume: no other deadline runs meanwhile
             for end in (session.console, session.agent):
                 if end.sending_since and now - end.sending_since > cfg.slow_peer_timeout:
                     await self._peer_too_slow(session, end)

@@ -9,9 +9,10 @@
 
 The relay runs `zgoda relay serve --port 0` in a temporary data dir with one
 consultant (`relay.username` / `relay.password`, display name
-`relay.display_name`) and business hours `always` unless told otherwise. Its
-log (stderr) goes to `relay.log_path`. It is stopped by PID (SIGTERM, then
-SIGKILL) when the fixture ends.
+`relay.display_name`), business hours `always` and a 3 s resume grace
+(`TEST_DEFAULTS`) unless told otherwise. Its log (stderr) goes to
+`relay.log_path`. It is stopped by PID (SIGTERM, then SIGKILL) when the
+fixture ends.
 """
 
 from __future__ import annotations
@@ -306,6 +307,12 @@ _PENDING: dict[int, bytearray] = {}
 """Stdout bytes read past the line asked for, per relay process."""
 
 
+TEST_DEFAULTS: dict[str, Any] = {"hours": "always", "resume_grace": 3.0}
+"""What a test relay differs in from production: open at any hour, and a dropped
+link held 3 s for a resume (production: 30 s) so that a test of a peer leaving
+does not wait half a minute. A test passes `config` to change either."""
+
+
 def start_relay(
     data_dir: Path,
     *,
@@ -315,10 +322,10 @@ def start_relay(
     env: Mapping[str, str] | None = None,
     consultant: bool = True,
 ) -> RelayProcess:
-    """Write `relay.toml` (hours = "always" unless `config` says otherwise), add the
-    default consultant, and start a relay on 127.0.0.1 with a free port."""
+    """Write `relay.toml` (TEST_DEFAULTS, then `config`), add the default consultant,
+    and start a relay on 127.0.0.1 with a free port."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings: dict[str, Any] = {"hours": "always", **(config or {})}
+    settings: dict[str, Any] = {**TEST_DEFAULTS, **(config or {})}
     lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     (data_dir / "relay.toml").write_text("\n".join(lines) + "\n")
     if consultant:
