@@ -253,3 +253,36 @@ async def test_without_a_configured_language_the_dialogs_follow_the_system_local
     name = await asyncio.to_thread(xwin.xdotool, tray_host.env, "getwindowname", str(wid))
     assert name.strip() == pl.get("code.title")
     assert tray.stop() == 0
+
+
+MENU_FIRST_ITEM = 16
+"""Pixels from the top of the GTK menu to the middle of its first item (Get help…) and
+from its bottom to the middle of the last (Quit), with Debian's default GTK theme."""
+
+
+async def open_tray_menu(display: Desktop) -> xwin.Box:
+    icon = await asyncio.to_thread(xwin.tray_icon, display.env, display.name)
+    before = await asyncio.to_thread(xwin.visible_windows, display.env)
+    x, y = icon.centre
+    await asyncio.to_thread(xwin.xdotool, display.env, "mousemove", str(x), str(y), "click", "3")
+    return await asyncio.to_thread(xwin.popup_menu, display.env, display.name, before)
+
+
+async def test_the_real_tray_menu_opens_get_help_and_quits(
+    start_tray: Callable[..., TrayProcess], tray_host: Desktop
+) -> None:
+    """pystray's gtk icon docked in trayer: a right click opens GTK's menu."""
+    display = tray_host
+    tray = start_tray("--no-help")
+    menu = await open_tray_menu(display)
+    await asyncio.to_thread(
+        xwin.click_at, display.env, menu.x + menu.width // 2, menu.y + MENU_FIRST_ITEM
+    )
+    await find(display, "code.title")
+
+    menu = await open_tray_menu(display)
+    bottom = menu.y + menu.height
+    await asyncio.to_thread(
+        xwin.click_at, display.env, menu.x + menu.width // 2, bottom - MENU_FIRST_ITEM - 1
+    )
+    assert await asyncio.to_thread(tray.proc.wait, 30) == 0  # Quit: the process ends itself

@@ -91,6 +91,26 @@ def widgets(display_name: str, wid: int) -> list[Box]:
         d.close()
 
 
+def descendants(display_name: str, wid: int) -> list[Box]:
+    """Every viewable window under `wid`, at any depth, with screen coordinates."""
+    d = xdisplay_module.Display(display_name)
+    try:
+        root = d.screen().root
+        boxes: list[Box] = []
+        pending = list(d.create_resource_object("window", wid).query_tree().children)
+        while pending and len(boxes) < 1000:
+            window = pending.pop()
+            if window.get_attributes().map_state != X.IsViewable:
+                continue
+            g = window.get_geometry()
+            origin = root.translate_coords(window, 0, 0)
+            boxes.append(Box(origin.x, origin.y, g.width, g.height))
+            pending.extend(window.query_tree().children)
+        return boxes
+    finally:
+        d.close()
+
+
 def click_at(env: dict[str, str], x: int, y: int) -> None:
     # No --sync: xdotool waits forever for a move when the pointer is already there.
     xdotool(env, "mousemove", str(x), str(y), "click", "1")
@@ -100,3 +120,47 @@ def screenshot(env: dict[str, str], wid: int, path: Path) -> Path:
     """`import -window` the window into `path` (PNG)."""
     subprocess.run(["import", "-window", str(wid), str(path)], env=env, timeout=WAIT, check=True)
     return path
+
+
+def visible_windows(env: dict[str, str]) -> set[int]:
+    return {int(w) for w in xdotool(env, "search", "--onlyvisible", "--class", "").split()}
+
+
+def geometry(display_name: str, wid: int) -> Box:
+    d = xdisplay_module.Display(display_name)
+    try:
+        window = d.create_resource_object("window", wid)
+        g = window.get_geometry()
+        origin = d.screen().root.translate_coords(window, 0, 0)
+        return Box(origin.x, origin.y, g.width, g.height)
+    finally:
+        d.close()
+
+
+def tray_icon(env: dict[str, str], display_name: str, timeout: float = WAIT) -> Box:
+    """The biggest window docked in trayer's panel: the app's status icon (bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for panel in xdotool(env, "search", "--onlyvisible", "--name", "^panel$").split():
+            whole = geometry(display_name, int(panel))
+            boxes = [
+                b
+                for b in descendants(display_name, int(panel))
+                if 8 < b.width < whole.width and b.height > 8
+            ]
+            if boxes:
+                return max(boxes, key=lambda b: b.width * b.height)
+        time.sleep(POLL)
+    raise AssertionError("no icon in the tray")
+
+
+def popup_menu(env: dict[str, str], display_name: str, before: set[int]) -> Box:
+    """The menu window that appeared since `before` (bounded wait)."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        for wid in visible_windows(env) - before:
+            box = geometry(display_name, wid)
+            if box.height > 40:
+                return box
+        time.sleep(POLL)
+    raise AssertionError("no menu opened")
