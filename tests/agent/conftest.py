@@ -24,9 +24,11 @@ TEST_LIMITS = {
     "claims_per_minute": 1000,
     "claim_attempts_per_ip_per_minute": 1000,
     "logins_per_ip_per_minute": 1000,
+    "resume_grace": 2.0,
 }
 """Every test session claims from 127.0.0.1: the relay's per-address limits would
-otherwise refuse the eleventh claim of a minute (which is what they are for)."""
+otherwise refuse the eleventh claim of a minute (which is what they are for). A
+short resume grace lets tests where an end leaves finish in seconds."""
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ async def wait_event(event: threading.Event, timeout: float = WAIT) -> None:
 class AgentSide:
     """A runner with a scripted UI, started on the user's 'click' and always ended."""
 
-    def __init__(self, relay: RelayProcess, ui: ScriptedUI, **options: float) -> None:
+    def __init__(self, relay: RelayProcess, ui: ScriptedUI, **options: object) -> None:
         self.ui = ui
         self.relay = relay
         self.options = options

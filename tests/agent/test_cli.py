@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from protocol.messages import ConsentGranted, EndReason, Frame, Rights
+from protocol.messages import ConsentGranted, EndReason, Frame, HandBackEnded, Rights
 from tests.agent.consultant import WAIT, Consultant
 from tests.support.relay import REPO, RelayProcess
 from tests.support.xdisplay import XDisplay
@@ -129,6 +129,13 @@ async def test_connect_opens_no_socket_before_the_code_then_runs_a_session(
         granted = await consultant.wait_for(ConsentGranted)
         assert granted.rights is Rights.CONTROL
         await consultant.wait_for(Frame)
+        assert consultant.conn is not None
+        consultant.conn.request_hand_back()
+        await consultant.flush()
+        await agent.read_until("The consultant handed the keyboard back")
+        await agent.prompt("[done] give the screen back to the consultant >")
+        await agent.type("done")
+        await consultant.wait_for(HandBackEnded)
         await agent.type("end")
         ended = await consultant.ended()
         assert ended.reason is EndReason.USER_ENDED

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +33,17 @@ from Xlib import XK
 from Xlib import display as xdisplay_module
 
 from agent.frontend import ConsentAnswer, Phase
+from agent.platform.base import (
+    CursorInfo,
+    InputBackend,
+    MonitorInfo,
+    PlatformError,
+    ScreenCapture,
+)
+from agent.platform.x11 import X11Platform
 from agent.runner import SessionRunner
 from protocol.codes import PhoneCode
+from protocol.connection import LinkRestored, PeerAwayEvent
 from protocol.messages import (
     ConsentDenied,
     ConsentGranted,
@@ -62,6 +71,7 @@ from protocol.messages import (
 )
 from tests.agent.conftest import AgentSide, wait_event
 from tests.agent.consultant import WAIT, Consultant
+from tests.agent.linkproxy import LinkProxy
 from tests.agent.scripted_ui import ScriptedUI
 from tests.support.relay import RelayProcess
 from tests.support.targets import BLOCK_COLOURS, TargetWindow
@@ -409,7 +419,7 @@ async def test_relay_killed_ends_the_agent_safely(
     relay: RelayProcess, xdisplay: XDisplay, target: TargetWindow
 ) -> None:
     consultant = Consultant(relay)
-    side = AgentSide(relay, ScriptedUI(ConsentAnswer.ALLOW_CONTROL))
+    side = AgentSide(relay, ScriptedUI(ConsentAnswer.ALLOW_CONTROL), resume_grace=1.0)
     try:
         await start(side, consultant)
         target.focus_entry()
@@ -672,3 +682,133 @@ async def test_consultant_selects_all_monitors_or_is_told_a_monitor_does_not_exi
     notice = await consultant.wait_for(Notice)
     assert (notice.code, notice.text) == (NoticeCode.INFO, "There is no monitor 7.")
     await consultant.wait_until(lambda: consultant.layout and consultant.layout.selected == 1)
+
+
+# ------------------------------------------------------------------ resume
+
+
+@pytest.fixture
+async def link(shared_relay: RelayProcess) -> AsyncIterator[tuple[LinkProxy, str]]:
+    proxy = LinkProxy(int(shared_relay.url.rsplit(":", 1)[1]))
+    port = await proxy.start()
+    try:
+        yield proxy, f"http://127.0.0.1:{port}"
+    finally:
+        await proxy.close()
+
+
+async def test_link_dropped_and_restored_within_grace_resumes_the_session(
+    agent: AgentSide,
+    consultant: Consultant,
+    target: TargetWindow,
+    link: tuple[LinkProxy, str],
+    xdisplay: XDisplay,
+) -> None:
+    proxy, url = link
+    consultant.rights = Rights.CONTROL
+    code = await consultant.open()
+    runner = agent.connect(code, relay_url=url)
+    await consultant.wait_for(Frame)
+    target.focus_entry()
+    await consultant.send(TypeText(text="before "))
+    await text_arrives(target, "before ")
+    await consultant.send(KeyEvent(key="shift", down=True))  # held when the link drops
+    await until(lambda: key_is_down(xdisplay.name, "Shift_L"))
+    proxy.cut()
+    await consultant.wait_for(PeerAwayEvent)
+    await until(lambda: Phase.RECONNECTING in agent.ui.phases)
+    await until(lambda: not key_is_down(xdisplay.name, "Shift_L"))  # released meanwhile
+    await consultant.wait_for(LinkRestored)
+    assert proxy.connections == 2  # the agent came back by itself: no new code, no click
+    assert agent.ui.consent_shown.is_set() and consultant.count(ConsentGranted) == 1
+    frames = consultant.count(Frame)
+    await consultant.send(KeyEvent(key="shift", down=False))
+    await consultant.send(TypeText(text="after"))
+    await text_arrives(target, "before after")
+    await consultant.wait_until(lambda: consultant.count(Frame) > frames)
+    assert runner.outcome is None
+
+
+async def test_link_not_restored_within_grace_ends_the_session(
+    shared_relay: RelayProcess,
+    xdisplay: XDisplay,
+    consultant: Consultant,
+    link: tuple[LinkProxy, str],
+) -> None:
+    proxy, url = link
+    side = AgentSide(shared_relay, ScriptedUI(ConsentAnswer.VIEW_ONLY), resume_grace=1.0)
+    try:
+        consultant.rights = Rights.VIEW
+        code = await consultant.open()
+        side.connect(code, relay_url=url)
+        await consultant.wait_for(Frame)
+        proxy.refuse = True
+        proxy.cut()
+        await side.ended()
+        ended = await consultant.ended()
+    finally:
+        side.stop()
+    assert side.ui.outcome is not None
+    assert side.ui.outcome.reason is EndReason.PEER_LOST
+    assert ended.reason is EndReason.PEER_LOST
+    await until(lambda: not agent_threads())
+
+
+# ------------------------------------------------------------------ screen faults
+
+
+class FlakyCapture:
+    def __init__(self, inner: ScreenCapture, failing: threading.Event) -> None:
+        self.inner, self.failing = inner, failing
+
+    def monitors(self) -> list[MonitorInfo]:
+        return self.inner.monitors()
+
+    def grab(self, monitor: MonitorInfo) -> bytes | bytearray | memoryview:
+        if self.failing.is_set():
+            raise PlatformError("the secure desktop is showing")
+        return self.inner.grab(monitor)
+
+    def cursor(self, *, known_serial: int | None) -> CursorInfo:
+        return self.inner.cursor(known_serial=known_serial)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class FlakyScreenPlatform:
+    """The real X11 platform whose grabs fail while `failing` is set: a stand-in for the
+    Windows secure desktop (UAC, lock screen), which cannot exist here."""
+
+    name = "x11, flaky screen"
+
+    def __init__(self) -> None:
+        self.inner = X11Platform()
+        self.failing = threading.Event()
+
+    def open_capture(self) -> ScreenCapture:
+        return FlakyCapture(self.inner.open_capture(), self.failing)
+
+    def open_input(self) -> InputBackend:
+        return self.inner.open_input()
+
+
+async def test_unreadable_screen_sends_one_notice_and_the_stream_comes_back(
+    shared_relay: RelayProcess, xdisplay: XDisplay, consultant: Consultant
+) -> None:
+    platform = FlakyScreenPlatform()
+    side = AgentSide(shared_relay, ScriptedUI(ConsentAnswer.VIEW_ONLY), platform=platform)
+    try:
+        consultant.rights = Rights.VIEW
+        platform.failing.set()
+        code = await consultant.open()
+        runner = side.connect(code)
+        notice = await consultant.wait_for(Notice)
+        assert notice.code is NoticeCode.SECURE_DESKTOP
+        assert "the secure desktop is showing" in notice.text
+        await until(lambda: runner.stats.screen_errors >= 2)
+        assert consultant.count(Frame) == 0 and consultant.count(Notice) == 1
+        platform.failing.clear()
+        await consultant.wait_for(Frame)
+    finally:
+        side.stop()
