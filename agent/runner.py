@@ -215,6 +215,7 @@ class SessionRunner:
         self._frame_id = 0
         self._phase: Phase | None = None
         self._ended: SessionEnded | None = None
+        self._cancel_reason = EndReason.USER_ENDED
 
     # ------------------------------------------------------------ front-end side
 
@@ -250,9 +251,13 @@ class SessionRunner:
     def finished(self) -> bool:
         return self._done.is_set()
 
-    def end(self) -> None:
-        """The user ends the session (button, tray, hotkey). Thread-safe; at once."""
-        self._call(self._end_by_user)
+    def end(self, reason: EndReason = EndReason.USER_ENDED) -> None:
+        """End the session at once. Thread-safe.
+
+        USER_ENDED: the user's button, tray item or hotkey; AGENT_SHUTDOWN: the front
+        end is exiting (logoff, shutdown, quit).
+        """
+        self._call(lambda: self._end_by_user(reason))
 
     def hand_back(self) -> None:
         """The user takes the keyboard back on their own (e.g. to type a password)."""
@@ -290,8 +295,8 @@ class SessionRunner:
             if self._ended is None:
                 await self._session()
         except asyncio.CancelledError:
-            if self._ended is None:  # the user ended it before the relay answered
-                self._finish(SessionEnded(Party.AGENT, EndReason.USER_ENDED, "ended by the user"))
+            if self._ended is None:  # ended before the relay answered
+                self._finish(SessionEnded(Party.AGENT, self._cancel_reason, "ended before pairing"))
         finally:
             self._stop_everything()
             await self._cancel_tasks()
@@ -641,15 +646,17 @@ class SessionRunner:
             conn.end_hand_back()
             self._after_local()
 
-    def _end_by_user(self) -> None:
+    def _end_by_user(self, reason: EndReason) -> None:
+        detail = "the user ended the session" if reason is EndReason.USER_ENDED else "shutdown"
         conn = self._conn
         if conn is None or self._ws is None:
+            self._cancel_reason = reason
             if self._main_task is not None and self._ended is None:
                 self._main_task.cancel()
             elif self._ended is None:
-                self._finish(SessionEnded(Party.AGENT, EndReason.USER_ENDED, "ended by the user"))
+                self._finish(SessionEnded(Party.AGENT, reason, detail))
             return
-        conn.end(EndReason.USER_ENDED, "the user ended the session")
+        conn.end(reason, detail)
         self._after_local()
 
     def _hand_back_by_user(self) -> None:
@@ -723,7 +730,7 @@ class SessionRunner:
 
     def _open_hotkey(self, combination: str) -> None:
         try:
-            self._hotkey = EndHotkey(combination, self.end)
+            self._hotkey = EndHotkey(combination, lambda: self.end(EndReason.USER_ENDED))
         except PlatformError as exc:
             self._end_hotkey = None  # do not retry on every event
             log.warning("the end-session hotkey is unavailable: %s", exc)

@@ -812,3 +812,28 @@ async def test_unreadable_screen_sends_one_notice_and_the_stream_comes_back(
         await consultant.wait_for(Frame)
     finally:
         side.stop()
+
+
+async def test_front_end_shutdown_ends_the_session_as_agent_shutdown(
+    agent: AgentSide, consultant: Consultant
+) -> None:
+    runner, _ = await start(agent, consultant, Rights.VIEW)
+    runner.end(EndReason.AGENT_SHUTDOWN)
+    ended = await consultant.ended()
+    await agent.ended()
+    assert (ended.by, ended.reason) == (Party.AGENT, EndReason.AGENT_SHUTDOWN)
+    assert agent.ui.outcome is not None
+    assert "shutting down" in agent.ui.outcome.message
+
+
+async def test_user_can_cancel_while_the_relay_does_not_answer(agent: AgentSide) -> None:
+    with socket.socket() as silent:  # accepts TCP, never answers the WebSocket upgrade
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        runner = agent.connect(PhoneCode("123", "456789"), relay_url=f"http://127.0.0.1:{port}")
+        await until(lambda: Phase.CONNECTING in agent.ui.phases)
+        runner.end()
+        await agent.ended()
+    assert agent.ui.outcome is not None
+    assert agent.ui.outcome.reason is EndReason.USER_ENDED
