@@ -596,14 +596,15 @@ class Endpoints:
             self.relay.directory.release(end.nameplate, end)
             self.relay.metrics.waiting.set(len(self.relay.directory))
         session = end.session
-        if session is not None and not session.ended:
+        # an end replaced by a resume (`_resume` took over its session) leaves alone
+        current = session is not None and end in (session.console, session.agent)
+        if session is not None and current and not session.ended:
             peer = session.peer_of(end)
             if (
                 previous is State.PAIRED  # the link dropped; the relay did not close it
                 and session.keyed
                 and session.tokens
                 and peer.state is State.PAIRED  # someone is left to wait for it
-                and (session.console is end or session.agent is end)
             ):
                 await self._link_lost(session, end)
             else:
@@ -643,7 +644,7 @@ class Endpoints:
         if (
             session is None
             or session.ended
-            or end.role not in session.away
+            or not session.keyed
             or not expected
             or not hmac.compare_digest(expected, message.token)
             or (
@@ -659,7 +660,18 @@ class Endpoints:
                 RelayErrorCode.SESSION_UNKNOWN,
                 "This session cannot be resumed any more; please start a new one.",
             )
-        del session.away[end.role]
+        current = session.console if end.role is Party.CONSOLE else session.agent
+        if end.role not in session.away:
+            # The end's old link still looks alive here (a NAT or Wi-Fi drop that the
+            # client noticed first): the token proves it is the same end, so the new
+            # link takes over. The peer hears PeerAway first, so that it holds and
+            # rewinds exactly as after a drop the relay had seen.
+            current.state = State.CLOSED
+            if current.transport is not None:
+                current.transport.abort()
+            grace = self.config.resume_grace
+            await self._send(session.peer_of(current), encode(PeerAway(grace_seconds=grace)))
+        session.away.pop(end.role, None)
         if end.role is Party.CONSOLE:
             old, session.console = session.console, end
         else:
