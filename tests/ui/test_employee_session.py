@@ -117,7 +117,19 @@ async def test_a_full_session_the_employees_way(
     bar = await find(display, "bar.title")
     shot = await asyncio.to_thread(xwin.screenshot, display.env, bar, tmp_path / "bar.png")
     assert mostly(shot, (0xB3, 0x26, 0x1E)) > 0.5  # the red of "controls mouse and keyboard"
-    _grip, _label, give_keyboard, end_session = await widgets(display, bar)
+    grip, _label, give_keyboard, end_session = await widgets(display, bar)
+
+    # It can be moved (drag its grip) ...
+    env = display.env
+    x, y = grip.centre
+    drag = ["mousemove", str(x), str(y), "mousedown", "1", "mousemove", str(x), str(y + 120)]
+    await asyncio.to_thread(xwin.xdotool, env, *drag, "mouseup", "1")
+    moved = await asyncio.to_thread(xwin.geometry, display.name, bar)
+    assert moved.y >= grip.y + 100
+    # ... but not hidden: unmapped, it is back at once.
+    await asyncio.to_thread(xwin.xdotool, env, "windowunmap", str(bar))
+    assert await find(display, "bar.title") == bar
+    grip, _label, give_keyboard, end_session = await widgets(display, bar)
 
     await click(display, give_keyboard)
     started = await consultant.wait_for(HandBackStarted)

@@ -24,7 +24,17 @@ from agent.ui.strings import Strings
 from agent.ui.tray import TrayState
 from protocol.codes import PhoneCode, parse_code
 from protocol.errors import CodeError
-from protocol.messages import ConsentGranted, EndReason, Frame, Notice, NoticeCode, Party, Rights
+from protocol.messages import (
+    ConsentGranted,
+    EndReason,
+    Frame,
+    HandBackEnded,
+    HandBackStarted,
+    Notice,
+    NoticeCode,
+    Party,
+    Rights,
+)
 from tests.agent.consultant import Consultant
 from tests.support.relay import RelayProcess
 from tests.support.xdisplay import XDisplay
@@ -233,15 +243,8 @@ def prompt_state(harness: InProcessApp) -> tuple[list[str], str]:
     return harness.call(read)
 
 
-def secure_desktop_notice(consultant: Consultant) -> Notice | None:
-    return next(
-        (
-            e
-            for e in consultant.events
-            if isinstance(e, Notice) and e.code is NoticeCode.SECURE_DESKTOP
-        ),
-        None,
-    )
+def notice(consultant: Consultant, code: NoticeCode) -> Notice | None:
+    return next((e for e in consultant.events if isinstance(e, Notice) and e.code is code), None)
 
 
 def test_a_session_names_who_asks_reports_a_secure_desktop_and_ends_from_the_menu(
@@ -283,11 +286,36 @@ def test_a_session_names_who_asks_reports_a_secure_desktop_and_ends_from_the_men
         await until(lambda: started in harness.app.tray.icon.shown)  # through pystray
 
         desktop.active = True  # UAC: the next grab fails, with a sentence for the consultant
-        notice = await consultant.wait_until(lambda: secure_desktop_notice(consultant))
-        assert EN.get("secure_desktop") in notice.text
+        secure = await consultant.wait_until(lambda: notice(consultant, NoticeCode.SECURE_DESKTOP))
+        assert EN.get("secure_desktop") in secure.text
         frames = len(consultant.frames)
         desktop.active = False  # answered: the picture comes back
         await consultant.wait_until(lambda: len(consultant.frames) > frames)
+
+        # About during a session: the consultant's input waits while it is open.
+        click_menu(harness, ABOUT)
+        paused = await consultant.wait_until(lambda: notice(consultant, NoticeCode.INPUT_PAUSED))
+        assert paused.code is NoticeCode.INPUT_PAUSED
+        await asyncio.to_thread(harness.call, lambda: harness.app.about.close())
+        await consultant.wait_until(lambda: notice(consultant, NoticeCode.INPUT_RESUMED))
+
+        # The consultant hands the keyboard back (e.g. for a password): the banner says so.
+        assert consultant.conn is not None
+        consultant.conn.request_hand_back()
+        await consultant.flush()
+        await consultant.wait_for(HandBackStarted)
+        await until(lambda: harness.app.banner is not None)
+        assert harness.app.tray.state is TrayState.HAND_BACK
+        done = EN.get("banner.done")
+
+        def press_done() -> None:
+            banner = harness.app.banner
+            assert str(banner.done_button.cget("text")) == done
+            banner.done_button.invoke()
+
+        await asyncio.to_thread(harness.call, press_done)
+        await consultant.wait_for(HandBackEnded)
+        await until(lambda: harness.app.banner is None)
 
         click_menu(harness, END_SESSION)
         ended = await consultant.ended()
