@@ -7,10 +7,10 @@
   token and `show` to that port, and exits; the first opens *Get help*. The
   token keeps other users' processes on the same machine from knocking.
   The listening socket is polled by the Tk thread (`poll()`): no extra thread.
-* **autostart honoured**: the MSI's HKLM Run entry starts `tray --autostart`;
-  when the user switched the entry off in Task Manager (Windows records that
-  under StartupApproved) such a start exits at once, and an autostart start
-  opens no dialog, only the tray icon.
+* **autostart honoured**: a start at logon (`tray --autostart`, what the MSI's
+  HKLM Run entry is meant to pass) opens no dialog, only the tray icon, and exits
+  at once when the user switched the entry off in Task Manager (Windows records
+  that under StartupApproved, which a GPO or script start would otherwise ignore).
 * **DPI awareness** (Windows): physical pixels, before Tk creates a window.
 * **secure desktop** (Windows): while UAC or Ctrl+Alt+Del own the input desktop
   the screen cannot be read. `SecureDesktopGuard` wraps the engine's platform so

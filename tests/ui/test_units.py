@@ -234,3 +234,11 @@ def test_the_cli_names_a_configuration_error(tmp_path: Path) -> None:
     bad.write_text('relay_url = "nonsense"\n')
     result = tray_cli("--config", str(bad))
     assert result.returncode == 2 and "configuration error" in result.stderr
+
+
+def test_each_tray_state_has_its_own_picture() -> None:
+    from agent.ui.tray import TrayState, draw_icon, latin1
+
+    pictures = {state: draw_icon(state).tobytes() for state in TrayState}
+    assert len(set(pictures.values())) == len(TrayState)
+    assert latin1("zgoda: poproś o pomoc… Łódź") == "zgoda: popros o pomoc... Lodz"
