@@ -433,6 +433,9 @@ class TrayApp:
         if not self._current(front):
             return
         runner = self.runner
+        # Ended runners are joined (at once: their thread is past its last call) and
+        # dropped; this one's thread is finishing now and is joined later.
+        self._old_runners = [r for r in self._old_runners if r.wait(0) is None]
         if runner is not None:
             self._old_runners.append(runner)
         self.runner = None
