@@ -53,7 +53,7 @@ from agent.ui.tray import MenuAction, Tray, TrayState
 from protocol.attestation import Attestation
 from protocol.codes import PhoneCode
 from protocol.limits import CONSENT_TIMEOUT_SECONDS
-from protocol.messages import Party, Rights, SessionRequest
+from protocol.messages import EndReason, Party, Rights, SessionRequest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -278,7 +278,7 @@ class TrayApp:
             return
         self.quitting = True
         if self.runner is not None and not self.runner.finished:
-            self.runner.end()
+            self.runner.end(EndReason.AGENT_SHUTDOWN)
             self.root.after(int(QUIT_GRACE * 1000), self._leave_mainloop)
         else:
             self._leave_mainloop()
@@ -476,7 +476,7 @@ class TrayApp:
         self._closed = True
         runner = self.runner
         if runner is not None and not runner.finished:
-            runner.end()
+            runner.end(EndReason.AGENT_SHUTDOWN)
         if self.tray is not None:
             self.tray.stop()
         for old in [*self._old_runners, *([runner] if runner is not None else [])]:

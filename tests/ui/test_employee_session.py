@@ -252,7 +252,7 @@ async def test_the_consultants_clicks_on_allow_and_done_do_nothing(
     await consultant.wait_for(HandBackEnded)
     assert tray.stop() == 0  # SIGTERM: Quit, which ends the session first
     ended = await consultant.ended()
-    assert ended.by is Party.AGENT
+    assert (ended.by, ended.reason) == (Party.AGENT, EndReason.AGENT_SHUTDOWN)
 
 
 async def test_without_a_configured_language_the_dialogs_follow_the_system_locale(
