@@ -10,7 +10,7 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("protocol.demo", "run a real protocol session between two in-process peers"),
+    "demo": ("console.demo", "relay, agent and console on this machine; scripted without a screen"),
     "relay": ("relay.cli", "run and administer the relay"),
     "console": ("console.cli", "the consultant's desktop app (and headless commands)"),
     "agent": ("agent.cli", "the PC side: connect with a code, consent on the terminal"),

@@ -12,7 +12,7 @@ def test_in_process_demo_shows_a_consented_session_and_refused_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report_path = tmp_path / "report.json"
-    assert cli.main(["demo", "--report", str(report_path)]) == 0
+    assert demo.main(["--report", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
     assert report["frame_delivered"] is True
     assert report["keys_delivered"] == 2
