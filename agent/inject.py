@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.platform.base import InputBackend, MonitorInfo, PlatformError
@@ -67,8 +68,15 @@ _NO_MONITOR = MonitorInfo(index=0, left=0, top=0, width=1, height=1)
 class Injector:
     """Applies input messages through an `InputBackend` on its own thread."""
 
-    def __init__(self, backend: InputBackend) -> None:
+    def __init__(
+        self, backend: InputBackend, on_blocked: Callable[[str | None], None] | None = None
+    ) -> None:
+        """`on_blocked(reason)` is called (on the injector thread) when input starts being
+        dropped because the platform says it would not arrive, and with None when it
+        arrives again."""
         self._backend = backend
+        self._on_blocked = on_blocked
+        self._blocked: str | None = None
         self._lock = threading.Lock()
         self._active = True
         self._paused = False
@@ -148,6 +156,8 @@ class Injector:
                 log.exception("injecting %s failed", type(job.message).__name__)
 
     def _apply(self, job: _Job) -> None:
+        if self._check_blocked():
+            return
         message, monitor = job.message, job.monitor
         if monitor is None:  # submit() let no pointer input through without one
             monitor = _NO_MONITOR
@@ -180,6 +190,19 @@ class Injector:
             else:
                 raise TypeError(f"{type(message).__name__} is not input")
             self.injected += 1
+
+    def _check_blocked(self) -> bool:
+        """Drop the event if the platform says it would not arrive; report changes."""
+        reason = self._backend.blocked_reason()
+        if reason != self._blocked:
+            self._blocked = reason
+            if self._on_blocked is not None:
+                self._on_blocked(reason)
+        if reason is not None:
+            with self._lock:
+                self.dropped += 1
+            return True
+        return False
 
     def _usable(self) -> bool:
         return self._active and not self._paused

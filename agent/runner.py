@@ -724,7 +724,7 @@ class SessionRunner:
             log.warning("input injection unavailable: %s", exc)
             self._send(Notice(code=NoticeCode.INFO, text=f"Input cannot be injected: {exc}"))
             return
-        self._injector = Injector(backend)
+        self._injector = Injector(backend, on_blocked=self._input_blocked)
         if self._own_windows:
             self._injector.pause()
 
@@ -734,6 +734,14 @@ class SessionRunner:
         except PlatformError as exc:
             self._end_hotkey = None  # do not retry on every event
             log.warning("the end-session hotkey is unavailable: %s", exc)
+
+    def _input_blocked(self, reason: str | None) -> None:
+        """From the injector thread: input stopped (or started again) reaching the window."""
+        if reason is not None:
+            notice = Notice(code=NoticeCode.ELEVATED_WINDOW, text=reason)
+        else:
+            notice = Notice(code=NoticeCode.INPUT_RESUMED, text="Input reaches the PC again.")
+        self._call(lambda: self._send(notice))
 
     def _close_injector(self) -> None:
         injector, self._injector = self._injector, None

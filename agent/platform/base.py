@@ -116,6 +116,11 @@ class InputBackend(Protocol):
     or a `NAMED_KEYS` name.
     """
 
+    def blocked_reason(self) -> str | None:
+        """Why input would not arrive now (e.g. the focused window is elevated and the
+        OS drops injected input into it), or None. Must be cheap: asked per event."""
+        ...
+
     def move(self, x: int, y: int) -> None: ...
 
     def button(self, button: MouseButton, down: bool) -> None: ...

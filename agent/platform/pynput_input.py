@@ -40,6 +40,9 @@ class PynputInput:
                     self._buttons[button] = getattr(mouse.Button, name)
                     break
 
+    def blocked_reason(self) -> str | None:
+        return None  # X11 has no integrity levels; Windows overrides this
+
     def move(self, x: int, y: int) -> None:
         self._mouse.position = (x, y)
 

@@ -13,6 +13,7 @@ Ctrl+Alt+Del, lock screen) GDI capture fails; the engine turns that
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from agent.platform.base import CursorInfo, MonitorInfo, PlatformError
@@ -91,6 +92,79 @@ def cursor_info() -> CursorInfo:
     )
 
 
+_PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
+_TOKEN_QUERY = 0x0008
+_TOKEN_ELEVATION = 20  # TOKEN_INFORMATION_CLASS.TokenElevation
+ELEVATION_CHECK_SECONDS = 0.5
+"""The foreground window's elevation is re-read at most twice a second."""
+
+
+def _process_elevated(pid: int | None) -> bool:
+    """True if the process (None: this one) runs elevated (UAC "as administrator")."""
+    if sys.platform != "win32":
+        raise PlatformError("the Windows platform runs only on Windows")
+    import ctypes
+    from ctypes import wintypes
+
+    kernel32, advapi32 = ctypes.windll.kernel32, ctypes.windll.advapi32
+    process = (
+        kernel32.GetCurrentProcess()
+        if pid is None
+        else kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
+    )
+    if not process:
+        return True  # we may not even look at it: it is above us
+    token = wintypes.HANDLE()
+    try:
+        if not advapi32.OpenProcessToken(process, _TOKEN_QUERY, ctypes.byref(token)):
+            return True
+        try:
+            elevated, size = wintypes.DWORD(), wintypes.DWORD()
+            ok = advapi32.GetTokenInformation(
+                token, _TOKEN_ELEVATION, ctypes.byref(elevated), 4, ctypes.byref(size)
+            )
+            return bool(ok and elevated.value)
+        finally:
+            kernel32.CloseHandle(token)
+    finally:
+        if pid is not None:
+            kernel32.CloseHandle(process)
+
+
+def foreground_elevated_above_us() -> bool:
+    """The focused window belongs to an elevated process and this one is not: Windows
+    (UIPI) silently drops our injected input into it."""
+    if sys.platform != "win32":
+        raise PlatformError("the Windows platform runs only on Windows")
+    import ctypes
+    from ctypes import wintypes
+
+    window = ctypes.windll.user32.GetForegroundWindow()
+    if not window:
+        return False
+    pid = wintypes.DWORD()
+    ctypes.windll.user32.GetWindowThreadProcessId(window, ctypes.byref(pid))
+    return _process_elevated(pid.value) and not _process_elevated(None)
+
+
+class WindowsInput(PynputInput):
+    """pynput's SendInput, plus telling when the focused window cannot receive it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._checked_at = -ELEVATION_CHECK_SECONDS
+        self._blocked = False
+
+    def blocked_reason(self) -> str | None:
+        now = time.monotonic()
+        if now - self._checked_at >= ELEVATION_CHECK_SECONDS:
+            self._checked_at = now
+            self._blocked = foreground_elevated_above_us()
+        if self._blocked:
+            return "The focused window runs as administrator; the user must use it."
+        return None
+
+
 class WindowsCapture:
     """A `ScreenCapture` over mss's GDI backend."""
 
@@ -153,5 +227,5 @@ class WindowsPlatform:
     def open_capture(self) -> WindowsCapture:
         return WindowsCapture()
 
-    def open_input(self) -> PynputInput:
-        return PynputInput()
+    def open_input(self) -> WindowsInput:
+        return WindowsInput()

@@ -35,6 +35,10 @@ class RecordingInput:
         self.gate = threading.Event()
         self.gate.set()
         self.closed = False
+        self.blocked: str | None = None
+
+    def blocked_reason(self) -> str | None:
+        return self.blocked
 
     def move(self, x: int, y: int) -> None:
         self.calls.append(("move", x, y))
@@ -187,3 +191,21 @@ def test_a_key_the_platform_lacks_is_skipped_and_injection_goes_on(
         assert time.monotonic() < deadline
         time.sleep(0.005)
     injector.close()
+
+
+def test_input_the_platform_says_would_not_arrive_is_dropped_and_reported(
+    backend: RecordingInput,
+) -> None:
+    reports: list[str | None] = []
+    injector = Injector(backend, on_blocked=reports.append)
+    backend.blocked = "elevated window"
+    injector.submit(TypeText(text="a"), MONITOR)
+    injector.submit(TypeText(text="b"), MONITOR)
+    settle(injector, 2)
+    backend.blocked = None
+    injector.submit(TypeText(text="c"), MONITOR)
+    settle(injector, 3)
+    injector.close()
+    assert backend.calls == [("type", "c")]
+    assert reports == ["elevated window", None]
+    assert injector.dropped == 2

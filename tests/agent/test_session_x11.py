@@ -837,3 +837,71 @@ async def test_user_can_cancel_while_the_relay_does_not_answer(agent: AgentSide)
         await agent.ended()
     assert agent.ui.outcome is not None
     assert agent.ui.outcome.reason is EndReason.USER_ENDED
+
+
+class ElevatedInput:
+    """Real X11 input that reports the focused window as elevated while `elevated` is
+    set: a stand-in for Windows UIPI, which does not exist on X11."""
+
+    def __init__(self, inner: InputBackend, elevated: threading.Event) -> None:
+        self.inner, self.elevated = inner, elevated
+
+    def blocked_reason(self) -> str | None:
+        return "The focused window runs as administrator." if self.elevated.is_set() else None
+
+    def move(self, x: int, y: int) -> None:
+        self.inner.move(x, y)
+
+    def button(self, button: MouseButton, down: bool) -> None:
+        self.inner.button(button, down)
+
+    def scroll(self, dx: int, dy: int) -> None:
+        self.inner.scroll(dx, dy)
+
+    def key(self, key: str, down: bool) -> None:
+        self.inner.key(key, down)
+
+    def type_character(self, char: str) -> None:
+        self.inner.type_character(char)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class ElevatedWindowPlatform:
+    name = "x11, elevated window"
+
+    def __init__(self) -> None:
+        self.inner = X11Platform()
+        self.elevated = threading.Event()
+
+    def open_capture(self) -> ScreenCapture:
+        return self.inner.open_capture()
+
+    def open_input(self) -> InputBackend:
+        return ElevatedInput(self.inner.open_input(), self.elevated)
+
+
+async def test_input_into_an_elevated_window_is_reported_to_the_consultant(
+    shared_relay: RelayProcess, xdisplay: XDisplay, consultant: Consultant, target: TargetWindow
+) -> None:
+    platform = ElevatedWindowPlatform()
+    side = AgentSide(shared_relay, ScriptedUI(ConsentAnswer.ALLOW_CONTROL), platform=platform)
+    try:
+        await start(side, consultant)
+        target.focus_entry()
+        platform.elevated.set()
+        await consultant.send(TypeText(text="lost"))
+        notice = await consultant.wait_for(Notice)
+        assert (notice.code, notice.text) == (
+            NoticeCode.ELEVATED_WINDOW,
+            "The focused window runs as administrator.",
+        )
+        platform.elevated.clear()
+        await consultant.send(TypeText(text="ok"))
+        await text_arrives(target, "ok")
+        await consultant.wait_until(lambda: consultant.count(Notice) == 2)
+        notices = [e.code for e in consultant.events if isinstance(e, Notice)]
+        assert notices == [NoticeCode.ELEVATED_WINDOW, NoticeCode.INPUT_RESUMED]
+    finally:
+        side.stop()
