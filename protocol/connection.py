@@ -70,6 +70,7 @@ from protocol.messages import (
     Ping,
     Pong,
     RelayError,
+    RelayErrorCode,
     Resume,
     Resumed,
     Rewind,
@@ -165,6 +166,7 @@ class SessionEnded:
     reason: EndReason
     detail: str
     error: ProtocolError | None = None
+    relay_code: RelayErrorCode | None = None  # why the relay refused, when it did
 
     @property
     def close_code(self) -> int:
@@ -367,7 +369,14 @@ class Connection:
             self._finish(SessionEnded(Party.RELAY, EndReason.PEER_LOST, "the other end left"))
         elif isinstance(message, RelayError):
             self.session.state = State.ENDED
-            self._finish(SessionEnded(Party.RELAY, EndReason.RELAY_REFUSED, message.message))
+            self._finish(
+                SessionEnded(
+                    Party.RELAY,
+                    EndReason.RELAY_REFUSED,
+                    message.message,
+                    relay_code=message.code,
+                )
+            )
         else:
             self._receive_control(message)
 

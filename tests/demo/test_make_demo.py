@@ -23,7 +23,12 @@ def test_scripted_demo_plays_a_whole_call_and_leaves_its_report(tmp_path: Path) 
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
     result = subprocess.run(
         [sys.executable, "-m", "protocol.cli", "demo", "--headless", "--out", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((out / "session-report.json").read_text())

@@ -147,6 +147,7 @@ def test_relay_error_ends_the_attempt_with_its_message() -> None:
     end = ended(conn.events_received())
     assert end is not None and end.by is Party.RELAY and end.detail == "Mon–Fri 8–18"
     assert end.reason is EndReason.RELAY_REFUSED and end.error is None and end.close_code == 1000
+    assert end.relay_code is RelayErrorCode.OUTSIDE_HOURS
 
 
 def test_peer_left_ends_the_session() -> None:
