@@ -438,6 +438,8 @@ class MainWindow(QMainWindow):
             self.rights_label.setText("  ◐ View only  ")
         elif phase is Phase.HAND_BACK:
             self.rights_label.setText("  ⌨ User has the keyboard  ")
+        elif phase is Phase.RECONNECTING:
+            self.rights_label.setText("  ⟳ reconnecting…  ")
         else:
             self.rights_label.setText("  waiting  ")
         self.phase_label.setText(phase.value if phase is not None else "")
