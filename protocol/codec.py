@@ -22,6 +22,7 @@ from protocol.messages import (
     MESSAGE_TYPES,
     InvalidField,
     Message,
+    Sealed,
     Struct,
 )
 
@@ -68,7 +69,7 @@ def decode_control(data: bytes) -> Message:
     The relay forwards `Sealed` boxes without looking inside; everything else it
     reads is small, so it is held to MAX_CONTROL_MESSAGE_SIZE unless it is Sealed.
     """
-    if len(data) > MAX_CONTROL_MESSAGE_SIZE and _peek_tag(data) != _SEALED_TAG:
+    if len(data) > MAX_CONTROL_MESSAGE_SIZE and not is_sealed(data):
         raise MessageTooLarge(f"control message of {len(data)} bytes is over the limit")
     return decode_envelope(data)
 
@@ -78,14 +79,13 @@ def decode_inner(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> Message:
     return _decode(data, max_size, INNER_TAGS, "a sealed")
 
 
-_SEALED_TAG = 11
+_SEALED_PREFIX = bytes([0x92, Sealed.TAG])  # msgpack fixarray of 2, then the tag
 
 
-def _peek_tag(data: bytes) -> int | None:
-    # fixarray header then a positive fixint: how every envelope starts
-    if len(data) >= 2 and 0x90 <= data[0] <= 0x9F and data[1] < 0x80:
-        return data[1]
-    return None
+def is_sealed(data: bytes) -> bool:
+    """Does this envelope claim to be a `Sealed` box? The relay forwards those unread
+    (it could not read them anyway); the receiving end's channel authenticates them."""
+    return data[:2] == _SEALED_PREFIX
 
 
 def _decode(data: bytes, max_size: int, tags: range, family: str) -> Message:

@@ -27,11 +27,16 @@ remote errors mean the *peer* (or something between us) did.
     └── ConfigError                  a configuration value is missing or malformed
 
 `ProtocolError.close_code` maps each error to a WebSocket close code in the
-4000–4999 private range, so a shell can close "that one connection with a code
-and a short reason" (STYLE §6) without inventing its own numbers.
+4000–4099 part of the private range (the relay's refusals use
+`RELAY_CLOSE_BASE + RelayErrorCode`, 4101 and up), so a shell can close "that one
+connection with a code and a short reason" (STYLE §6) without inventing numbers.
 """
 
 from __future__ import annotations
+
+RELAY_CLOSE_BASE = 4100
+"""A relay refusal closes with 4100 + RelayErrorCode (4101…), beside the protocol
+errors' own 4000…4009, so a client can tell them apart without parsing."""
 
 
 class ZgodaError(Exception):

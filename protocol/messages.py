@@ -540,10 +540,8 @@ class PeerJoined(Message):
 @message(6)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PeerLeft(Message):
-    """Relay → the remaining end: the other end's link dropped; the session is over.
-
-    There is no resume: a new session needs a new code and a new click.
-    """
+    """Relay → the remaining end: the other end is gone for good (it left, or its link
+    dropped and it did not resume in time); the session is over."""
 
 
 @message(7)

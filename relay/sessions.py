@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 from protocol import attestation as attest
-from protocol.codec import decode_control, encode
-from protocol.errors import ProtocolError, UnexpectedMessage
+from protocol.codec import decode_control, encode, is_sealed
+from protocol.errors import RELAY_CLOSE_BASE, ProtocolError, UnexpectedMessage
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import (
     Abort,
@@ -66,14 +66,8 @@ RESUME_TOKEN_BYTES = 32
 """Each end's secret for rejoining its session after a dropped link: 256 bits, so
 guessing is hopeless even before the claim rate limits apply to resumes too."""
 
-RELAY_CLOSE_BASE = 4100
-"""Relay refusals close with 4100 + RelayErrorCode (4101..4112), beside the
-protocol errors' own 4000..4009, so a client can tell them apart without parsing."""
-
-# A Sealed envelope is msgpack [11, box]: fixarray of 2, then the tag. The relay
-# forwards these without decoding (it could not read them anyway); the WebSocket
-# layer has already refused anything over `max_message_size`.
-_SEALED_PREFIX = b"\x92\x0b"
+# Sealed envelopes are forwarded without decoding (`protocol.codec.is_sealed`); the
+# WebSocket layer has already refused anything over `max_message_size`.
 
 SWEEP_INTERVAL = 0.5
 """Deadlines are checked twice a second: timeouts are tens of seconds, so this is precise enough."""
@@ -292,7 +286,7 @@ class Endpoints:
         if end.state is State.CLOSED:
             return  # the relay is closing this end; what it still sends is moot
         session = end.session
-        if session is not None and end.state is State.PAIRED and data[:2] == _SEALED_PREFIX:
+        if session is not None and end.state is State.PAIRED and is_sealed(data):
             await self._forward(session, end, data)
             return
         try:

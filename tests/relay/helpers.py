@@ -10,6 +10,7 @@ import aiohttp
 
 from protocol.codec import decode_envelope, encode
 from protocol.connection import Connection
+from protocol.errors import RELAY_CLOSE_BASE
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import (
     AllocateNameplate,
@@ -18,7 +19,6 @@ from protocol.messages import (
     NameplateAllocated,
     RelayError,
 )
-from relay.sessions import RELAY_CLOSE_BASE
 from tests.support.relay import RelayProcess
 
 STEP_TIMEOUT = 15.0
