@@ -16,7 +16,7 @@ from pathlib import Path
 from tests.support.relay import RelayProcess
 
 REPO = Path(__file__).resolve().parents[2]
-WAIT = 20.0
+WAIT = 30.0
 READING_PAUSE = 0.3
 
 

@@ -120,7 +120,7 @@ async def through_relay() -> None:
             ) as agent:
                 await agent.consent_prompt()
                 await agent.allow(Rights.VIEW)
-                await session.wait_phase(Phase.VIEWING, timeout=10)
+                await session.wait_phase(Phase.VIEWING, timeout=30)
                 noise = np.random.default_rng(1).integers(0, 256, (64, 64, 4), dtype=np.uint8)
                 data_tile = zlib.compress(noise.tobytes())
                 for label, count, frames in (("one 64x64 tile", 1, 3000), ("50 tiles", 50, 300)):

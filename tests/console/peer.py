@@ -72,7 +72,7 @@ class ScriptedAgent:
             if not self._ws.closed:
                 await self._ws.send_bytes(data)
 
-    async def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def wait(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         async def loop() -> None:
             while not predicate():
                 self._changed.clear()
@@ -80,14 +80,14 @@ class ScriptedAgent:
 
         await asyncio.wait_for(loop(), timeout)
 
-    async def wait_event(self, kind: type[Any], timeout: float = 10.0) -> Any:
+    async def wait_event(self, kind: type[Any], timeout: float = 30.0) -> Any:
         await self.wait(lambda: any(isinstance(e, kind) for e in self.events), timeout)
         return next(e for e in self.events if isinstance(e, kind))
 
     def of(self, kind: type[Any]) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
 
-    async def consent_prompt(self, timeout: float = 10.0) -> ConsentRequested:
+    async def consent_prompt(self, timeout: float = 30.0) -> ConsentRequested:
         result: ConsentRequested = await self.wait_event(ConsentRequested, timeout)
         return result
 
@@ -117,6 +117,6 @@ class ScriptedAgent:
         self.conn.end(reason, detail)
         await self._flush()
 
-    async def ended(self, timeout: float = 10.0) -> SessionEnded:
+    async def ended(self, timeout: float = 30.0) -> SessionEnded:
         result: SessionEnded = await self.wait_event(SessionEnded, timeout)
         return result

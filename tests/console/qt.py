@@ -12,7 +12,7 @@ import qasync
 from PySide6.QtWidgets import QApplication
 
 T = TypeVar("T")
-WAIT = 15.0
+WAIT = 30.0
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,7 @@ def block_seen(session: ConsoleSession, target: TargetWindow, name: str) -> bool
     return max(abs(r - er), abs(g - eg), abs(b - eb)) <= 12
 
 
-async def until(check, timeout: float = 20.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
+async def until(check, timeout: float = 30.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -68,12 +68,12 @@ async def test_console_sees_the_pc_types_clicks_hands_back_and_ends(
             prompt = await agent.read_until("asks to see your screen")
             assert relay.display_name in prompt  # the name the relay attested
             await agent.read_until("[a] allow control")
-            await session.wait_phase(Phase.WAITING_FOR_CONSENT, timeout=10)
+            await session.wait_phase(Phase.WAITING_FOR_CONSENT, timeout=30)
             await agent.answer("a")
-            await session.wait_phase(Phase.CONTROLLING, timeout=20)
+            await session.wait_phase(Phase.CONTROLLING, timeout=30)
 
             # frames reproduce the PC's screen: the target's colour blocks, where they are
-            await session.wait_frames(1, timeout=20)
+            await session.wait_frames(1, timeout=30)
             await until(
                 lambda: all(block_seen(session, target, n) for n in BLOCK_COLOURS),
                 what="the target window's blocks in the console's picture",
@@ -93,14 +93,14 @@ async def test_console_sees_the_pc_types_clicks_hands_back_and_ends(
 
             # hand the keyboard back: the user types a password, then types 'done'
             session.hand_back()
-            await session.wait_phase(Phase.HAND_BACK, timeout=10)
+            await session.wait_phase(Phase.HAND_BACK, timeout=30)
             await agent.read_until("type 'done'")
             frames_during = session.stats.frames
             await asyncio.to_thread(target.focus_entry)
             await agent.answer("done")
-            await session.wait_phase(Phase.CONTROLLING, timeout=10)
+            await session.wait_phase(Phase.CONTROLLING, timeout=30)
             assert session.stats.frames == frames_during  # nothing was shown meanwhile
-            await session.wait_frames(frames_during + 1, timeout=20)  # the picture comes back
+            await session.wait_frames(frames_during + 1, timeout=30)  # the picture comes back
 
             snap = session.stats.snapshot()
             assert snap.codec and snap.frames > 0
@@ -123,7 +123,7 @@ async def test_user_denies_on_the_real_agent(
     try:
         await agent.read_until("[d] deny")
         await agent.answer("d")
-        await session.wait_phase(Phase.ENDED, timeout=20)
+        await session.wait_phase(Phase.ENDED, timeout=30)
         assert session.ended is not None and session.ended.reason is EndReason.DENIED
         assert session.framebuffer.empty  # not one pixel before consent
         await agent.wait()
