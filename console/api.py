@@ -30,6 +30,10 @@ API_TIMEOUT_SECONDS = 15.0
 """One HTTP call: the relay answers in milliseconds on a LAN; 15 s tolerates a
 slow VPN, yet a dead relay is reported before the consultant gives up."""
 
+SSL_SHUTDOWN_GRACE_SECONDS = 0.25
+"""What aiohttp's documentation advises waiting after closing a session with TLS
+connections, so their close_notify exchange finishes while the loop runs."""
+
 MAX_API_RESPONSE_BYTES = 4 * 1024 * 1024
 """A ticket list is a few KiB per ticket; 4 MiB is far more than a day's work."""
 
@@ -215,9 +219,15 @@ class RelayApi:
         )
 
     async def close(self) -> None:
+        """Close the HTTP session and its connections."""
         if self._http is not None:
             await self._http.close()
             self._http = None
+            if self.url.startswith("https"):
+                # aiohttp drops an SSL transport without waiting for its shutdown
+                # (aio-libs/aiohttp#1925); its advice: give the loop a moment, or the
+                # socket outlives the loop and leaks as an "unclosed transport".
+                await asyncio.sleep(SSL_SHUTDOWN_GRACE_SECONDS)
 
     # -- the calls
 
