@@ -154,8 +154,8 @@ async def test_relay_sees_only_sealed_bytes_never_screen_or_keystrokes(
         if len(box) >= 4096:
             assert entropy(box) > 7.9, (len(box), entropy(box))
     ciphertext = b"".join(boxes)
-    assert len(ciphertext) > 50_000  # the first frame alone is ~90 KB
-    assert entropy(ciphertext) > 7.99
+    assert len(ciphertext) > 20_000  # the first frame alone is 40–90 KB
+    assert entropy(ciphertext) > 7.98  # random bytes: 8 minus ~255/(2n ln 2)
     assert len(zlib.compress(ciphertext, 9)) > 0.99 * len(ciphertext)
     # the same keystroke twice gives two different boxes (counter nonces)
     assert len(set(boxes)) == len(boxes)
