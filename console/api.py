@@ -254,7 +254,11 @@ class RelayApi:
         return login
 
     async def logout(self) -> None:
-        """Invalidate the token on the relay (best effort: a dead token is already logged out)."""
+        """Invalidate the token on the relay (best effort: a dead token is already logged out).
+
+        Raises:
+            RelayUnreachable, TlsPinMismatch, ApiError (an expired token is not an error).
+        """
         if self.token is None:
             return
         try:
@@ -265,7 +269,11 @@ class RelayApi:
             self.token = None
 
     async def relay_info(self) -> RelayInfo:
-        """The relay's identity: Ed25519 public key, organisation, version, hours."""
+        """The relay's identity: Ed25519 public key, organisation, version, hours.
+
+        Raises:
+            NotLoggedIn, ApiError, RelayUnreachable, TlsPinMismatch.
+        """
         data = await self._call("GET", "/api/relay", None, auth=False)
         return RelayInfo(
             public_key=str(data.get("public_key", "")),
@@ -284,7 +292,11 @@ class RelayApi:
     async def list_tickets(
         self, status: TicketStatus = "open", *, mine: bool = True
     ) -> list[Ticket]:
-        """Tickets by status; `mine` keeps the logged-in consultant's own."""
+        """Tickets by status; `mine` keeps the logged-in consultant's own.
+
+        Raises:
+            NotLoggedIn, ApiError, RelayUnreachable, TlsPinMismatch.
+        """
         query = f"?status={status}" + ("&mine=1" if mine else "")
         data = await self._call("GET", "/api/tickets" + query, None)
         tickets = data.get("tickets")
@@ -293,18 +305,31 @@ class RelayApi:
         return [Ticket.from_json(t) for t in tickets]
 
     async def get_ticket(self, ticket_id: str) -> Ticket:
+        """One ticket by id.
+
+        Raises:
+            NotLoggedIn, ApiError, RelayUnreachable, TlsPinMismatch.
+        """
         data = await self._call("GET", f"/api/tickets/{_segment(ticket_id)}", None)
         return Ticket.from_json(data)
 
     async def close_ticket(self, ticket_id: str, resolution: str) -> Ticket | None:
-        """Close with a resolution; returns the closed ticket if the relay sends it back."""
+        """Close with a resolution; returns the closed ticket if the relay sends it back.
+
+        Raises:
+            NotLoggedIn, ApiError, RelayUnreachable, TlsPinMismatch.
+        """
         data = await self._call(
             "POST", f"/api/tickets/{_segment(ticket_id)}/close", {"resolution": resolution}
         )
         return Ticket.from_json(data) if "id" in data else None
 
     async def ticket_history(self, ticket_id: str) -> list[dict[str, Any]]:
-        """The ticket's audit events (sessions, consent receipts), oldest first."""
+        """The ticket's audit events (sessions, consent receipts), oldest first.
+
+        Raises:
+            NotLoggedIn, ApiError, RelayUnreachable, TlsPinMismatch.
+        """
         data = await self._call("GET", f"/api/tickets/{_segment(ticket_id)}/history", None)
         events = data.get("events")
         if not isinstance(events, list):

@@ -63,10 +63,20 @@ class ConsoleClient:
         self.display_name = display_name
 
     async def logout(self) -> None:
+        """Log out on the relay.
+
+        Raises:
+            the errors of the matching `RelayApi` call (NotLoggedIn, ApiError, RelayUnreachable...).
+        """
         await self.api.logout()
         self.display_name = None
 
     async def relay_info(self) -> RelayInfo:
+        """The relay's key, organisation, version and hours.
+
+        Raises:
+            the errors of the matching `RelayApi` call (NotLoggedIn, ApiError, RelayUnreachable...).
+        """
         return await self.api.relay_info()
 
     async def create_ticket(
@@ -78,15 +88,35 @@ class ConsoleClient:
         )
 
     async def tickets(self, status: TicketStatus = "open", *, mine: bool = True) -> list[Ticket]:
+        """Tickets by status (the consultant's own unless `mine` is False).
+
+        Raises:
+            the errors of the matching `RelayApi` call (NotLoggedIn, ApiError, RelayUnreachable...).
+        """
         return await self.api.list_tickets(status, mine=mine)
 
     async def ticket(self, ticket_id: str) -> Ticket:
+        """One ticket by id.
+
+        Raises:
+            the errors of the matching `RelayApi` call (NotLoggedIn, ApiError, RelayUnreachable...).
+        """
         return await self.api.get_ticket(ticket_id)
 
     async def close_ticket(self, ticket_id: str, resolution: str) -> Ticket | None:
+        """Close a ticket with its resolution.
+
+        Raises:
+            the errors of the matching `RelayApi` call (NotLoggedIn, ApiError, RelayUnreachable...).
+        """
         return await self.api.close_ticket(ticket_id, resolution)
 
     async def history(self, ticket_id: str) -> list[dict[str, Any]]:
+        """The ticket's audit events, oldest first.
+
+        Raises:
+            the errors of the matching `RelayApi` call (NotLoggedIn, ApiError, RelayUnreachable...).
+        """
         return await self.api.ticket_history(ticket_id)
 
     def new_session(self, ticket: Ticket, rights: Rights = Rights.CONTROL) -> ConsoleSession:

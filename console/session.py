@@ -395,16 +395,31 @@ class ConsoleSession:
         self._send_request(lambda: self.conn.request_rights(Rights.CONTROL))
 
     def request_view_only(self) -> None:
-        """Give up control at once and keep watching."""
+        """Give up control at once and keep watching.
+
+        Raises:
+            InputNotAllowed: not possible in this state.
+            SessionClosed: the session has ended.
+        """
         self._send_request(lambda: self.conn.request_rights(Rights.VIEW))
         self.step_down_pending = True
 
     def hand_back(self) -> None:
-        """Hand the keyboard to the user: the screen is hidden until they click Done."""
+        """Hand the keyboard to the user: the screen is hidden until they click Done.
+
+        Raises:
+            InputNotAllowed: not possible in this state.
+            SessionClosed: the session has ended.
+        """
         self._send_request(self.conn.request_hand_back)
 
     def select_monitor(self, index: int) -> None:
-        """Show another of the PC's monitors."""
+        """Show another of the PC's monitors.
+
+        Raises:
+            InputNotAllowed: not possible in this state.
+            SessionClosed: the session has ended.
+        """
         self._send_request(lambda: self.conn.send(SelectMonitor(index=index)))
 
     def pointer_move(self, x: int, y: int) -> None:
@@ -412,18 +427,39 @@ class ConsoleSession:
         self.send_input(PointerMove(x=x, y=y))
 
     def pointer_button(self, button: MouseButton, down: bool, x: int, y: int) -> None:
+        """Press or release a mouse button at the PC's pixel (x, y).
+
+        Raises:
+            InputNotAllowed: not possible in this state.
+            SessionClosed: the session has ended.
+        """
         self.send_input(PointerButton(button=button, down=down, x=x, y=y))
 
     def scroll(self, dx: int, dy: int, x: int, y: int) -> None:
-        """Scroll by wheel notches (positive dy = away from the user, i.e. up)."""
+        """Scroll by wheel notches (positive dy = away from the user, i.e. up).
+
+        Raises:
+            InputNotAllowed: not possible in this state.
+            SessionClosed: the session has ended.
+        """
         self.send_input(Scroll(dx=max(-120, min(120, dx)), dy=max(-120, min(120, dy)), x=x, y=y))
 
     def key(self, key: str, down: bool, modifiers: Modifiers = Modifiers.NONE) -> None:
-        """A key down/up: one printable character or a `NAMED_KEYS` name."""
+        """A key down/up: one printable character or a `NAMED_KEYS` name.
+
+        Raises:
+            InputNotAllowed: not possible in this state.
+            SessionClosed: the session has ended.
+        """
         self.send_input(KeyEvent(key=key, down=down, modifiers=modifiers))
 
     def type_text(self, text: str) -> None:
-        """Type text as the user's keyboard would (layout-independent)."""
+        """Type text as the user's keyboard would (layout-independent).
+
+        Raises:
+            InputNotAllowed: not possible in this state.
+            SessionClosed: the session has ended.
+        """
         self.send_input(TypeText(text=text))
 
     def send_input(self, message: Message) -> None:
