@@ -28,12 +28,23 @@ class CuttableProxy:
         await self.cut()
         await self._server.wait_closed()
 
+    async def reopen(self) -> None:
+        """The network is back: accept connections again on the same port."""
+        if self._server is not None:
+            await self._server.wait_closed()
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def cut(self) -> None:
-        """Drop every forwarded connection (both directions), as a network failure would."""
+    async def cut(self, *, stay_down: bool = False) -> None:
+        """Drop every forwarded connection (both directions), as a network failure would.
+
+        With `stay_down`, new connections are refused from now on (the network is gone).
+        """
+        if stay_down and self._server is not None:
+            self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()
         for task in list(self._tasks):
