@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,9 +10,6 @@ import pytest
 from console.client import ConsoleClient
 from tests.console.qt import qapp, qloop  # noqa: F401  (fixtures of the app's tests)
 from tests.support.relay import RelayProcess, start_relay
-
-# the app's tests paint offscreen; set before any QApplication exists
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 TEST_LIMITS = {
     "claims_per_ip_per_minute": 1000,

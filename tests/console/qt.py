@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -17,6 +18,9 @@ WAIT = 30.0
 
 @pytest.fixture(scope="session")
 def qapp() -> QApplication:
+    """The one QApplication; offscreen (no X window) unless a test run says otherwise."""
+    if QApplication.instance() is None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication(["zgoda-console-tests"])
     assert isinstance(app, QApplication)
     return app
