@@ -155,7 +155,12 @@ class Consultant:
         return sum(isinstance(e, kind) for e in self.events)
 
     def summary(self) -> list[str]:
-        return [type(e).__name__ for e in self.events][-40:]
+        def name(event: Any) -> str:
+            if isinstance(event, SessionEnded):  # say why: the failure is then readable
+                return f"SessionEnded({event.by.name}, {event.reason.name}, {event.detail!r})"
+            return type(event).__name__
+
+        return [name(e) for e in self.events][-40:]
 
     async def close(self) -> None:
         if self._ws is not None:

@@ -107,9 +107,12 @@ async def start(
     consultant.rights = rights
     code = await consultant.open()
     runner = agent.connect(code)
-    await consultant.wait_for(ConsentGranted)
-    layout = await consultant.wait_for(MonitorLayout)
-    await consultant.wait_for(Frame)
+    try:
+        await consultant.wait_for(ConsentGranted)
+        layout = await consultant.wait_for(MonitorLayout)
+        await consultant.wait_for(Frame)
+    except AssertionError as exc:  # say what the agent saw too
+        raise AssertionError(f"{exc}; agent: {agent.ui.phases}, {agent.ui.outcome}") from None
     return runner, next(m for m in layout.monitors if m.index == layout.selected)
 
 
