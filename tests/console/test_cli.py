@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import subprocess
@@ -10,8 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PySide6.QtGui import QImage
 
+from console.cli import main as cli_main
 from protocol.codes import parse_code
 from protocol.messages import Encoding, Frame, Region, Rights, TypeText
 from tests.console.peer import ScriptedAgent
@@ -45,9 +48,32 @@ def zgoda(relay: RelayProcess, *args: str, stdin: str = "") -> list[dict[str, An
     return lines
 
 
-def test_tickets_from_the_command_line(relay: RelayProcess) -> None:
-    [ticket] = zgoda(
-        relay,
+def in_process(
+    relay: RelayProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *args: str,
+    stdin: str = "",
+) -> tuple[int, list[dict[str, Any]]]:
+    """`zgoda console ARGS` run in this process (the same `main`, measurable by coverage)."""
+    for key, value in console_env(relay).items():
+        if key.startswith("ZGODA_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    status = cli_main(list(args))
+    out = capsys.readouterr().out
+    return status, [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_tickets_from_the_command_line(
+    relay: RelayProcess, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(*args: str, stdin: str = "") -> list[dict[str, Any]]:
+        status, lines = in_process(relay, monkeypatch, capsys, *args, stdin=stdin)
+        assert status == 0, lines
+        return lines
+
+    [ticket] = run(
         "ticket",
         "new",
         "--caller",
@@ -58,16 +84,36 @@ def test_tickets_from_the_command_line(relay: RelayProcess) -> None:
         "Outlook nie startuje",
     )
     assert ticket["status"] == "open" and ticket["title"]
-    listed = zgoda(relay, "ticket", "list")
-    assert ticket["id"] in [t["id"] for t in listed]
-    [shown] = zgoda(relay, "ticket", "show", ticket["id"])
+    assert ticket["id"] in [t["id"] for t in run("ticket", "list")]
+    [shown] = run("ticket", "show", ticket["id"])
     assert shown["caller_name"] == "Jan Kowalski"
-    zgoda(relay, "ticket", "close", ticket["id"], "--resolution", "restart")
-    assert ticket["id"] not in [t["id"] for t in zgoda(relay, "ticket", "list")]
-    history = zgoda(relay, "ticket", "history", ticket["id"])
+    [closed] = run("ticket", "close", ticket["id"], "--resolution", "restart")
+    assert closed["closed"] == ticket["id"]
+    assert ticket["id"] not in [t["id"] for t in run("ticket", "list")]
+    assert ticket["id"] in [t["id"] for t in run("ticket", "list", "--status", "closed")]
+    history = run("ticket", "history", ticket["id"])
     assert history and all("kind" in e for e in history)
-    [login] = zgoda(relay, "login", "--password-stdin", stdin=relay.password + "\n")
+    [login] = run("login", "--password-stdin", stdin=relay.password + "\n")
     assert login["display_name"] == relay.display_name and login["token"]
+    [info] = run("relay-info")
+    assert info["public_key"] == relay.pubkey and info["org"] == relay.org
+    # a token from `login` is enough for the next commands
+    monkeypatch.delenv("ZGODA_CONSOLE_PASSWORD")
+    listed = run("ticket", "list", "--status", "all", "--token", login["token"])
+    assert ticket["id"] in [t["id"] for t in listed]
+
+
+def test_command_line_errors_are_one_json_line_and_status_1(
+    relay: RelayProcess, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, lines = in_process(relay, monkeypatch, capsys, "ticket", "show", "HD-nope")
+    assert status == 1 and lines[-1]["error"] == "ApiError"
+    status, lines = in_process(
+        relay, monkeypatch, capsys, "ticket", "list", "--relay", "http://127.0.0.1:9"
+    )
+    assert status == 1 and lines[-1]["error"] == "RelayUnreachable"
+    status, lines = in_process(relay, monkeypatch, capsys, "fingerprint", "http://127.0.0.1:9")
+    assert status == 1 and lines == [{"url": "http://127.0.0.1:9", "sha256": None}]
 
 
 def test_bad_password_is_a_clear_error_and_exit_status(relay: RelayProcess) -> None:
