@@ -39,7 +39,13 @@ from agent.frontend import ConsentAnswer, Phase, SessionOutcome
 from agent.platform import default_platform
 from agent.platform.base import Platform
 from agent.runner import SessionRunner
-from agent.ui.desktop import Desktop, PosixDesktop, SecureDesktopGuard, SingleInstance
+from agent.ui.desktop import (
+    KNOCK_POLL_MS,
+    Desktop,
+    PosixDesktop,
+    SecureDesktopGuard,
+    SingleInstance,
+)
 from agent.ui.dialogs import (
     AboutDialog,
     CodeDialog,
@@ -158,12 +164,18 @@ class TrayApp:
         self.root.title(strings.get("app.name"))
         self.tray: Tray | None = None
         if make_tray:
-            self.tray = Tray(
-                strings,
-                on_menu=lambda action: self.post(lambda: self.on_menu(action)),
-                in_session=lambda: self.in_session,
-                backend=tray_backend,
-            )
+            try:
+                self.tray = Tray(
+                    strings,
+                    on_menu=lambda action: self.post(lambda: self.on_menu(action)),
+                    in_session=lambda: self.in_session,
+                    backend=tray_backend,
+                )
+            except Exception:
+                # No usable tray (no backend loads, or one refuses the icon, as
+                # python-xlib did with a Polish title): the dialogs, the session bar
+                # and a second start's knock still work, so the user can get help.
+                log.exception("no tray icon; running with the windows only")
         # Tk-thread state; `in_session` is also read (only read) by the tray thread.
         self.in_session = False
         self.front: EngineFront | None = None
@@ -196,10 +208,15 @@ class TrayApp:
                 fn()
             except Exception:
                 log.exception("a UI action failed")
-        if self.instance is not None and self.instance.poll():
-            self.get_help()  # a second start asks the first to show itself
         if not self._closed:
             self.root.after(POLL_MS, self._pump)
+
+    def _answer_knocks(self) -> None:
+        if self._closed or self.instance is None:
+            return
+        if self.instance.poll():
+            self.get_help()  # a second start asks the first to show itself
+        self.root.after(KNOCK_POLL_MS, self._answer_knocks)
 
     def run(self, *, open_help: bool = False) -> None:
         """Show the tray and run Tk until *Quit*; everything is stopped on return."""
@@ -210,6 +227,7 @@ class TrayApp:
             if open_help:
                 self.get_help()
             self.root.after(0, self._pump)
+            self.root.after(0, self._answer_knocks)
             self.root.mainloop()
         finally:
             self._close()

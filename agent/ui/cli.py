@@ -20,6 +20,8 @@ from types import FrameType
 from protocol.errors import ConfigError
 from protocol.limits import CONSENT_TIMEOUT_SECONDS
 
+log = logging.getLogger("agent.ui")
+
 MIN_CONSENT_TIMEOUT = 5.0
 """Shorter than this and a user cannot read the prompt before it denies itself."""
 
@@ -72,9 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"zgoda tray: configuration error: {exc}", file=sys.stderr)
         return 2
-    instance = SingleInstance()
-    if not instance.acquire():
-        instance.knock()
+    instance: SingleInstance | None
+    try:
+        instance = SingleInstance()
+        first = instance.acquire()
+    except OSError as exc:
+        # No private runtime directory (or someone else's under /tmp): one agent per
+        # user cannot be kept, but the user asked for help, so run without it.
+        log.warning("single instance not available (%s); running anyway", exc)
+        instance, first = None, True
+    if not first:
+        assert instance is not None
+        try:
+            if not instance.knock():
+                log.warning("the running agent did not answer; it will open Get help when it can")
+        except OSError as exc:
+            log.warning("cannot reach the running agent: %s", exc)
         return 0
     desktop.make_dpi_aware()  # before Tk creates its first window
     from agent.ui.app import TrayApp
@@ -88,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             consent_timeout=args.consent_timeout,
         )
     except BaseException:
-        instance.close()
+        if instance is not None:
+            instance.close()
         raise
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

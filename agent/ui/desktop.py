@@ -1,12 +1,11 @@
 """What the tray app needs from the desktop it runs on, kept small and behind `Desktop`.
 
 * **single instance**: `SingleInstance` (all platforms): the first start holds
-  an exclusive lock on a file in the user's own runtime directory and listens on
-  a loopback socket whose port and a random token it writes next to the lock
-  (readable by this user only). A second start cannot take the lock, sends the
-  token and `show` to that port, and exits; the first opens *Get help*. The
-  token keeps other users' processes on the same machine from knocking.
-  The listening socket is polled by the Tk thread (`poll()`): no extra thread.
+  an exclusive lock on a file in the user's own private runtime directory. A
+  second start cannot take the lock, drops a knock file there and exits; the
+  first, which looks for knock files from its Tk loop, opens *Get help*. No
+  socket and no port: until the user's *Connect* the agent opens none at all
+  (DESIGN §1/§2). Only this user can write into the directory (0700).
 * **autostart honoured**: a start at logon (`tray --autostart`, what the MSI's
   HKLM Run entry is meant to pass) opens no dialog, only the tray icon, and exits
   at once when the user switched the entry off in Task Manager (Windows records
@@ -26,13 +25,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
+import stat
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from agent.platform.base import (
     CursorInfo,
@@ -44,10 +43,17 @@ from agent.platform.base import (
 )
 
 KNOCK = b"show"
-KNOCK_TIMEOUT = 2.0
-"""How long a second start tries to reach the first before giving up (then it exits
+KNOCK_PREFIX = "knock-"
+KNOCK_POLL_MS = 300
+"""How often the first instance looks for knocks: a second start shows *Get help*
+within a blink, and an idle agent reads one small directory three times a second."""
+KNOCK_TIMEOUT = 5.0
+"""How long a second start waits for the first to take its knock (then it exits
 anyway: two tray icons would confuse the user more than a missed focus)."""
-_MAX_KNOCK = 128
+KNOCK_WAIT_STEP = 0.05
+STALE_KNOCK = 60.0
+"""A knock older than this (its knocker gave up long ago) is dropped unheard."""
+MAX_KNOCKS_PER_POLL = 16
 
 
 class Desktop(Protocol):
@@ -184,34 +190,61 @@ class _GuardedCapture:
 
 
 def runtime_dir() -> Path:
-    """A directory only this user can write: XDG_RUNTIME_DIR, LOCALAPPDATA, or a private temp."""
+    """A directory only this user can use: XDG_RUNTIME_DIR, LOCALAPPDATA, or a private temp.
+
+    On POSIX the directory must belong to this user and is kept mode 0700: it is
+    what keeps other users from knocking (a squatter's directory under /tmp is refused).
+
+    Raises:
+        OSError: it cannot be created, or it is not this user's own private directory.
+    """
     base = os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("LOCALAPPDATA")
     if base:
         path = Path(base) / "zgoda"
+    elif sys.platform == "win32":
+        path = Path(tempfile.gettempdir()) / "zgoda"  # the per-user %TEMP%
     else:
-        path = Path(tempfile.gettempdir()) / f"zgoda-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        path = Path(tempfile.gettempdir()) / f"zgoda-{os.getuid()}"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if sys.platform != "win32":
+        info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise PermissionError(f"{path} is not a directory of this user's own")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.chmod(path, 0o700)
     return path
 
 
-def _lock(handle: IO[bytes]) -> bool:
-    """Try an exclusive, non-blocking lock on an open file; False when another holds it."""
+def _lock(fd: int) -> bool:
+    """Try an exclusive, non-blocking lock on an open file; False when another holds it.
+
+    The operating system drops the lock when the process ends, however it ends:
+    a crashed agent never blocks the next start.
+    """
     try:
         if sys.platform == "win32":
             import msvcrt
 
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         else:
             import fcntl
 
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return False
     return True
 
 
 class SingleInstance:
-    """One tray app per user; a second start knocks on the first.
+    """One tray app per user; a second start knocks on the first. No socket, no port.
+
+    The first start holds an exclusive lock on `tray.lock` in the user's private
+    runtime directory (`runtime_dir()`). A second start cannot take the lock; it
+    writes a knock file there (`knock-…`, written under a temporary name and renamed,
+    so it is never seen half-written) and waits for the first to consume it. The
+    first looks for knock files from its Tk loop (`poll()`, every KNOCK_POLL_MS): no
+    extra thread, nothing listening. Other users cannot write into the directory
+    (0700), and a knock file owned by anyone else is ignored anyway.
 
     Use: `acquire()`; if False call `knock()` and exit; if True call `poll()`
     periodically (it returns how many knocks arrived) and `close()` at the end.
@@ -220,81 +253,99 @@ class SingleInstance:
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory if directory is not None else runtime_dir()
         self.lock_path = self.directory / "tray.lock"
-        self.door_path = self.directory / "tray.door"
-        self._lock_file: IO[bytes] | None = None
-        self._server: socket.socket | None = None
-        self._token = b""
+        self.owner_path = self.directory / "tray.owner"
+        self._lock_fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._lock_fd is not None
 
     def acquire(self) -> bool:
-        """True if this is the first instance (it then listens for knocks).
+        """True if this is the first instance (it then answers knocks through `poll()`).
 
         Raises:
-            OSError: the runtime directory or loopback socket cannot be used.
+            OSError: the lock file cannot be opened.
         """
-        handle = self.lock_path.open("a+b")
-        if not _lock(handle):
-            handle.close()
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        if not _lock(fd):
+            os.close(fd)
             return False
-        self._lock_file = handle
-        self._token = secrets.token_hex(16).encode()
-        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            server.bind(("127.0.0.1", 0))
-            server.listen(4)
-            server.setblocking(False)
-        except OSError:
-            server.close()
-            self.close()
-            raise
-        self._server = server
-        port = server.getsockname()[1]
-        # Written after listening, replaced atomically: a knocker never reads half a file.
-        temp = self.door_path.with_suffix(".tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as door:
-            door.write(f"{port} ".encode() + self._token)
-        os.replace(temp, self.door_path)
+        self._lock_fd = fd
+        # Who holds the lock, for people and tests; written whole, then renamed.
+        _write_atomically(self.owner_path, str(os.getpid()).encode())
         return True
 
     def knock(self, timeout: float = KNOCK_TIMEOUT) -> bool:
-        """Ask the first instance to show itself; True if it was reached."""
+        """Ask the first instance to show itself; True once it took the knock.
+
+        When it does not within `timeout` the knock stays for it to find later (it
+        may still be starting), unless it is older than STALE_KNOCK by then.
+
+        Raises:
+            OSError: the knock cannot be written.
+        """
+        path = self.directory / f"{KNOCK_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        _write_atomically(path, KNOCK)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                port_text, token = self.door_path.read_bytes().split(b" ", 1)
-                with socket.create_connection(("127.0.0.1", int(port_text)), timeout=1.0) as s:
-                    s.sendall(token + b" " + KNOCK)
-            except (OSError, ValueError):
-                time.sleep(0.05)  # the first instance is still starting
-            else:
+        while True:
+            if not path.exists():
                 return True
-        return False
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(KNOCK_WAIT_STEP)
 
     def poll(self) -> int:
-        """Accept pending knocks without blocking; the number of valid ones."""
-        server = self._server
-        if server is None:
+        """Consume pending knocks without blocking; the number of valid ones."""
+        if self._lock_fd is None:
             return 0
         count = 0
-        for _ in range(8):  # bounded: a flood of connections cannot stall the Tk thread
+        try:
+            entries = [e for e in os.scandir(self.directory) if e.name.startswith(KNOCK_PREFIX)][
+                :MAX_KNOCKS_PER_POLL
+            ]  # bounded: a flood of files cannot stall the Tk thread
+        except OSError:
+            return 0
+        now = time.time()
+        for entry in entries:
             try:
-                client, _addr = server.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            with client:
-                client.settimeout(0.2)
-                with contextlib.suppress(OSError):
-                    if client.recv(_MAX_KNOCK) == self._token + b" " + KNOCK:
-                        count += 1
+                info = entry.stat(follow_symlinks=False)
+                valid = (
+                    stat.S_ISREG(info.st_mode)
+                    and _own(info)
+                    and now - info.st_mtime < STALE_KNOCK
+                    and _read_small(entry.path) == KNOCK
+                )
+                os.unlink(entry.path)
+            except OSError:
+                continue  # taken away meanwhile, or unreadable: not a knock
+            count += valid
         return count
 
     def close(self) -> None:
-        """Stop listening and release the lock. Safe to call twice."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        """Release the lock. Safe to call twice."""
+        if self._lock_fd is not None:
             with contextlib.suppress(OSError):
-                self.door_path.unlink()
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+                self.owner_path.unlink()
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
+
+
+def _own(info: os.stat_result) -> bool:
+    """The file belongs to this user (always so on Windows, where the directory is per user)."""
+    if sys.platform == "win32":
+        return True
+    return info.st_uid == os.getuid()
+
+
+def _read_small(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(len(KNOCK) + 1)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` (mode 0600) under a temporary name, then rename it into place."""
+    temp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(temp, path)

@@ -68,10 +68,11 @@ class TrayProcess:
         return self.proc.returncode
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until the single-instance door file exists (the app listens for knocks)."""
-        door = Path(self.env["XDG_RUNTIME_DIR"]) / "zgoda" / "tray.door"
+        """Until the app holds the single-instance lock (it names itself in tray.owner);
+        a knock from then on is answered as soon as its Tk loop runs."""
+        owner = Path(self.env["XDG_RUNTIME_DIR"]) / "zgoda" / "tray.owner"
         deadline = time.monotonic() + timeout
-        while not door.exists():
+        while not (owner.exists() and owner.read_text() == str(self.proc.pid)):
             if self.proc.poll() is not None:
                 raise AssertionError(f"zgoda tray exited early:\n{self.log()}")
             if time.monotonic() > deadline:

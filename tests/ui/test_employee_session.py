@@ -33,6 +33,7 @@ from protocol.messages import (
     Rights,
 )
 from tests.agent.consultant import Consultant
+from tests.agent.test_cli import inet_sockets
 from tests.ui import xwin
 from tests.ui.conftest import Desktop
 from tests.ui.driver import TrayProcess
@@ -105,6 +106,7 @@ async def test_a_full_session_the_employees_way(
     tray = start_tray("--no-help")
     code = await consultant.open()
     dialog = await open_code_dialog(tray, display)
+    assert inet_sockets(tray.proc.pid) == []  # tray, menu, dialog: no port before Connect
     await type_code(display, dialog, str(code))
 
     allow, _view_only, _deny = await consent_buttons(display)

@@ -3,9 +3,13 @@ language choice, one instance per user, the secure-desktop guard, the command li
 
 from __future__ import annotations
 
+import os
+import stat
 import string
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,15 @@ from agent.config import FakeRegistry
 from agent.frontend import SessionOutcome
 from agent.platform.base import MonitorInfo, PlatformError
 from agent.runner import describe_end
-from agent.ui.desktop import SecureDesktopGuard, SingleInstance
+from agent.ui.desktop import (
+    KNOCK,
+    KNOCK_PREFIX,
+    KNOCK_TIMEOUT,
+    STALE_KNOCK,
+    SecureDesktopGuard,
+    SingleInstance,
+    runtime_dir,
+)
 from agent.ui.strings import (
     TEXTS,
     Strings,
@@ -145,9 +157,10 @@ def test_a_second_instance_knocks_and_the_first_hears_it(tmp_path: Path) -> None
     assert first.acquire()
     try:
         assert not second.acquire()
-        assert second.knock()
+        assert not second.knock(timeout=0)  # nobody polled yet: the knock waits
         assert first.poll() == 1
         assert first.poll() == 0
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(KNOCK_PREFIX)]
     finally:
         first.close()
     third = SingleInstance(tmp_path)
@@ -155,18 +168,64 @@ def test_a_second_instance_knocks_and_the_first_hears_it(tmp_path: Path) -> None
     third.close()
 
 
-def test_a_knock_without_the_token_is_ignored(tmp_path: Path) -> None:
-    import socket
+def test_the_knocker_learns_that_the_first_took_its_knock(tmp_path: Path) -> None:
+    first, second = SingleInstance(tmp_path), SingleInstance(tmp_path)
+    assert first.acquire()
+    heard: list[int] = []
+    stop = threading.Event()
 
+    def owner() -> None:  # the Tk loop's polling, bounded
+        for _ in range(400):
+            heard.append(first.poll())
+            if stop.wait(0.01):
+                return
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    try:
+        assert second.knock(timeout=KNOCK_TIMEOUT)
+    finally:
+        stop.set()
+        thread.join()
+        first.close()
+    assert sum(heard) == 1
+
+
+def test_only_a_whole_fresh_knock_counts(tmp_path: Path) -> None:
     first = SingleInstance(tmp_path)
     assert first.acquire()
     try:
-        port = int(first.door_path.read_text().split()[0])
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(b"guess show")
+        (tmp_path / f"{KNOCK_PREFIX}guess").write_bytes(b"open the door")
+        (tmp_path / f".{KNOCK_PREFIX}half.tmp").write_bytes(b"sh")  # still being written
+        stale = tmp_path / f"{KNOCK_PREFIX}old"
+        stale.write_bytes(KNOCK)
+        long_ago = time.time() - 2 * STALE_KNOCK
+        os.utime(stale, (long_ago, long_ago))
         assert first.poll() == 0
+        assert sorted(p.name for p in tmp_path.iterdir() if "knock" in p.name) == [
+            f".{KNOCK_PREFIX}half.tmp"
+        ]
     finally:
         first.close()
+
+
+def test_the_runtime_directory_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (tmp_path / "zgoda").mkdir(mode=0o755)
+    os.chmod(tmp_path / "zgoda", 0o777)
+    path = runtime_dir()
+    assert path == tmp_path / "zgoda"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+
+
+def test_someone_elses_runtime_directory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "zgoda").symlink_to(tmp_path / "elsewhere")  # not a directory of its own
+    with pytest.raises(PermissionError):
+        runtime_dir()
 
 
 # ------------------------------------------------------------------ the secure desktop
