@@ -155,6 +155,31 @@ def test_quit_from_the_menu_leaves_no_thread_behind(
     assert {t.ident for t in threading.enumerate()} <= before
 
 
+def test_without_a_tray_icon_get_help_still_opens_the_code_dialog(
+    bare_display: XDisplay, ui_relay: RelayProcess
+) -> None:
+    class RefusingIcon:
+        """As python-xlib refused a Polish title in pystray's xorg backend."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise UnicodeEncodeError("latin-1", "ł", 0, 1, "ordinal not in range(256)")
+
+    backend = stand_in_tray()
+    backend.Icon = RefusingIcon
+    pl = Strings("pl")
+
+    async def steps(harness: InProcessApp) -> None:
+        assert harness.app.tray is None
+        await asyncio.to_thread(harness.call, harness.app.get_help)
+        wid = await asyncio.to_thread(xwin.find_window, bare_display.env, "o pomoc$")
+        name = await asyncio.to_thread(xwin.xdotool, bare_display.env, "getwindowname", str(wid))
+        assert name.strip() == pl.get("code.title")
+
+    config = config_for(ui_relay)
+    run_in_process(lambda: TrayApp(config, pl, tray_backend=backend), steps)
+    assert stray_threads() == []
+
+
 # ------------------------------------------------------------------ the code dialog
 
 
