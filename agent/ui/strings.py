@@ -25,7 +25,7 @@ from agent.config import (
 )
 from agent.frontend import SessionOutcome
 from protocol.errors import CodeError
-from protocol.messages import EndReason, Party
+from protocol.messages import EndReason, Party, RelayErrorCode
 
 TEXTS: dict[str, dict[str, str]] = {
     # -- the tray
@@ -104,6 +104,20 @@ TEXTS: dict[str, dict[str, str]] = {
     "end.outside_hours": {
         "pl": "Pomoc zdalna jest dostępna tylko w godzinach pracy helpdesku. {detail}",
         "en": "Remote help is available only during the helpdesk's business hours. {detail}",
+    },
+    "end.rate_limited": {
+        "pl": "Zbyt wiele prób połączenia. Odczekaj chwilę i spróbuj ponownie.",
+        "en": "Too many attempts to connect. Wait a while and try again.",
+    },
+    "end.version": {
+        "pl": "Ten program jest za stary lub za nowy dla serwera pomocy. Poproś dział IT "
+        "o aktualizację.",
+        "en": "This program is too old or too new for the helpdesk server. Ask your IT team "
+        "for an update.",
+    },
+    "end.server_restarting": {
+        "pl": "Serwer pomocy jest właśnie uruchamiany ponownie. Spróbuj za minutę.",
+        "en": "The helpdesk server is restarting. Try again in a minute.",
     },
     "end.refused": {
         "pl": "Serwer pomocy odmówił: {detail}",
@@ -294,21 +308,50 @@ def pick_language(configured: str | None, system: str | None) -> str:
     return DEFAULT_LANGUAGE
 
 
-# The relay's refusals reach the agent as the relay's English sentence only
-# (protocol.connection turns RelayError into SessionEnded(RELAY_REFUSED, message),
-# dropping the RelayErrorCode), so they are recognised by the words the relay
-# (relay/sessions.py, relay/hours.py) and the runner (agent/runner.py) use.
+# What the relay's refusal codes mean to the employee; a code not named here (one
+# the relay only sends a console, or a fault) shows the relay's own sentence.
+_BY_RELAY_CODE: dict[RelayErrorCode, str] = {
+    RelayErrorCode.NAMEPLATE_UNKNOWN: "end.expired_code",
+    RelayErrorCode.OUTSIDE_HOURS: "end.outside_hours",  # with the relay's sentence: the hours
+    RelayErrorCode.RATE_LIMITED: "end.rate_limited",
+    RelayErrorCode.VERSION_MISMATCH: "end.version",
+    RelayErrorCode.SHUTTING_DOWN: "end.server_restarting",
+    RelayErrorCode.SESSION_UNKNOWN: "end.lost",  # a resume came too late
+}
+
+# The engine's own sentence when the relay cannot be reached at all (agent/runner.py):
+# no relay spoke, so there is no relay code.
 _UNREACHABLE_MARK = "cannot be reached"
+# Fallback while the engine's SessionOutcome does not carry the relay's code
+# (agent.runner builds it from protocol.connection.SessionEnded, whose `relay_code`
+# it drops): the relay's own words (relay/sessions.py, relay/hours.py).
 _EXPIRED_MARKS = ("code is not valid", "code expired")
 _HOURS_MARK = "business hours"
 
 
-def describe_outcome(outcome: SessionOutcome, strings: Strings) -> str:
-    """Why the session ended (or never started), in the user's language."""
+def relay_code_of(outcome: SessionOutcome) -> RelayErrorCode | None:
+    """The relay's refusal code, once the engine passes it on in the outcome."""
+    code = getattr(outcome, "relay_code", None)
+    return code if isinstance(code, RelayErrorCode) else None
+
+
+def describe_outcome(
+    outcome: SessionOutcome, strings: Strings, relay_code: RelayErrorCode | None = None
+) -> str:
+    """Why the session ended (or never started), in the user's language.
+
+    `relay_code` is the relay's `RelayErrorCode` when it refused (default: the
+    outcome's own, `relay_code_of`); without one the relay's words are matched.
+    """
     reason, detail = outcome.reason, outcome.detail
+    if relay_code is None:
+        relay_code = relay_code_of(outcome)
     if reason is EndReason.WRONG_CODE:
         return strings.get("end.wrong_code")
     if reason is EndReason.RELAY_REFUSED:
+        if relay_code is not None:
+            key = _BY_RELAY_CODE.get(relay_code, "end.refused")
+            return strings.get(key, detail=detail)  # texts without {detail} ignore it
         lowered = detail.lower()
         if _UNREACHABLE_MARK in lowered:
             return strings.get("end.unreachable")

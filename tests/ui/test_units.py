@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -33,11 +34,12 @@ from agent.ui.strings import (
     configured_language,
     describe_outcome,
     pick_language,
+    relay_code_of,
     system_language,
 )
 from protocol.connection import SessionEnded
 from protocol.errors import AttestationError
-from protocol.messages import EndReason, Party
+from protocol.messages import EndReason, Party, RelayErrorCode
 from relay.hours import BusinessHours
 from tests.support.relay import REPO
 
@@ -120,6 +122,51 @@ def test_any_other_refusal_shows_the_relays_sentence() -> None:
     assert describe_outcome(outcome(ended), EN) == EN.get(
         "end.refused", detail="Too many attempts; wait."
     )
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeWithCode(SessionOutcome):
+    """The outcome as the engine builds it once it passes on SessionEnded.relay_code."""
+
+    relay_code: RelayErrorCode | None = None
+
+
+@pytest.mark.parametrize(
+    ("code", "key"),
+    [
+        (RelayErrorCode.NAMEPLATE_UNKNOWN, "end.expired_code"),
+        (RelayErrorCode.OUTSIDE_HOURS, "end.outside_hours"),
+        (RelayErrorCode.RATE_LIMITED, "end.rate_limited"),
+        (RelayErrorCode.VERSION_MISMATCH, "end.version"),
+        (RelayErrorCode.SHUTTING_DOWN, "end.server_restarting"),
+        (RelayErrorCode.SESSION_UNKNOWN, "end.lost"),
+        (RelayErrorCode.PEER_GONE, "end.refused"),
+        (RelayErrorCode.INTERNAL, "end.refused"),
+    ],
+)
+@pytest.mark.parametrize("strings", [EN, PL], ids=["en", "pl"])
+def test_the_relays_code_decides_not_its_wording(
+    code: RelayErrorCode, key: str, strings: Strings
+) -> None:
+    detail = "Ceci n'est pas une phrase: business hours, code expired, cannot be reached."
+    ended = SessionEnded(Party.RELAY, EndReason.RELAY_REFUSED, detail, relay_code=code)
+    expected = strings.get(key, detail=detail)
+    assert describe_outcome(outcome(ended), strings, relay_code=code) == expected
+    with_code = OutcomeWithCode(
+        by=ended.by,
+        reason=ended.reason,
+        message=describe_end(ended),
+        detail=detail,
+        relay_code=ended.relay_code,
+    )
+    assert relay_code_of(with_code) is code
+    assert describe_outcome(with_code, strings) == expected
+
+
+def test_an_outcome_without_a_code_falls_back_to_the_words() -> None:
+    ended = SessionEnded(Party.RELAY, EndReason.RELAY_REFUSED, NOT_VALID)
+    assert relay_code_of(outcome(ended)) is None
+    assert describe_outcome(outcome(ended), PL) == PL.get("end.expired_code")
 
 
 # ------------------------------------------------------------------ the language
