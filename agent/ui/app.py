@@ -88,6 +88,7 @@ _SESSION_MODES = {
     Phase.ESCALATING: ("view", TrayState.ASKING, "tray.asking"),
     Phase.CONTROLLING: ("control", TrayState.CONTROLLING, "tray.controlling"),
     Phase.HAND_BACK: ("hand_back", TrayState.HAND_BACK, "tray.hand_back"),
+    Phase.RECONNECTING: ("reconnecting", TrayState.CONNECTING, "tray.reconnecting"),
 }
 
 
@@ -354,6 +355,10 @@ class TrayApp:
             return  # ENDING: session_ended follows
         mode, state, tooltip = _SESSION_MODES[phase]
         who, org = self._who()
+        if phase is Phase.RECONNECTING and self.bar is None:
+            # Lost while the user was still being asked: no session to show yet.
+            self._tray(state, self.strings.get(tooltip, who=who))
+            return
         if self.bar is None:
             self.in_session = True
             self.bar = SessionBar(

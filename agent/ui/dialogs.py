@@ -32,7 +32,18 @@ KEEP_ON_TOP_MS = 1000
 """How often the bar and banner raise themselves: an override-redirect window is not
 kept above newer windows by every window manager, and they must stay visible."""
 
-BAR_COLOURS = {"view": "#1e7b3a", "control": "#b3261e", "hand_back": "#2f4fb0"}
+BAR_COLOURS = {
+    "view": "#1e7b3a",
+    "control": "#b3261e",
+    "hand_back": "#2f4fb0",
+    "reconnecting": "#5f5f5f",
+}
+_BAR_TEXTS = {
+    "view": "bar.viewing",
+    "control": "bar.controlling",
+    "hand_back": "bar.hand_back",
+    "reconnecting": "bar.reconnecting",
+}
 
 
 def _window(root: tk.Misc, title: str, *, topmost: bool) -> tk.Toplevel:
@@ -371,13 +382,14 @@ class SessionBar(_Strip):
         self.mode = ""
 
     def show(self, mode: str, who: str, org: str) -> None:
-        """`mode` is "view", "control" or "hand_back"."""
-        text_key = {"view": "bar.viewing", "control": "bar.controlling"}.get(mode, "bar.hand_back")
+        """`mode` is "view", "control", "hand_back" or "reconnecting" (a dropped link
+        the engine is restoring: nothing is shared, so nothing to take back either)."""
         colour = BAR_COLOURS[mode]
         for widget in (self.frame, self.grip, self.label):
             widget.configure(bg=colour)
-        self.label.configure(text=self.strings.get(text_key, who=who, org=org))
-        self.hand_back_button.configure(state="disabled" if mode == "hand_back" else "normal")
+        self.label.configure(text=self.strings.get(_BAR_TEXTS[mode], who=who, org=org))
+        idle = mode in ("hand_back", "reconnecting")
+        self.hand_back_button.configure(state="disabled" if idle else "normal")
         first = not self.mode
         self.mode = mode
         if first:

@@ -51,6 +51,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "pl": "zgoda: masz klawiaturę, konsultant nic nie widzi",
         "en": "zgoda: you have the keyboard, the consultant sees nothing",
     },
+    "tray.reconnecting": {
+        "pl": "zgoda: połączenie przerwane, ponowne łączenie… nic nie jest udostępniane",
+        "en": "zgoda: link lost, reconnecting… nothing is shared meanwhile",
+    },
     "tray.error": {"pl": "zgoda: {message}", "en": "zgoda: {message}"},
     "menu.get_help": {"pl": "Poproś o pomoc…", "en": "Get help…"},
     "menu.end_session": {"pl": "Zakończ sesję", "en": "End session"},
@@ -190,6 +194,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "bar.hand_back": {
         "pl": "{who} ({org}) czeka – masz klawiaturę",
         "en": "{who} ({org}) waits – you have the keyboard",
+    },
+    "bar.reconnecting": {
+        "pl": "Połączenie z {who} ({org}) przerwane – ponowne łączenie… Nic nie jest udostępniane",
+        "en": "Link to {who} ({org}) lost – reconnecting… Nothing is shared meanwhile",
     },
     "bar.give_keyboard": {"pl": "Daj mi klawiaturę", "en": "Give me the keyboard"},
     "bar.end": {"pl": "Zakończ sesję", "en": "End session"},

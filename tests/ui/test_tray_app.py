@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 
 from agent.config import AgentConfig
-from agent.ui.app import TrayApp, stray_threads
+from agent.frontend import Phase
+from agent.ui.app import EngineFront, TrayApp, stray_threads
 from agent.ui.desktop import PosixDesktop
 from agent.ui.strings import Strings
 from agent.ui.tray import TrayState
+from protocol.attestation import Attestation
 from protocol.codes import PhoneCode, parse_code
 from protocol.errors import CodeError
 from protocol.messages import (
@@ -351,3 +353,45 @@ def test_a_session_names_who_asks_reports_a_secure_desktop_and_ends_from_the_men
         assert harness.app.tray.notifications[-1] == ended_note
 
     run(ui_relay, steps, desktop=desktop)
+
+
+def test_a_dropped_link_shows_on_the_bar_and_in_the_tray_until_it_is_back(
+    bare_display: XDisplay, ui_relay: RelayProcess
+) -> None:
+    """The engine's RECONNECTING phase (its resume, tested in tests/agent) as the user sees it."""
+
+    async def steps(harness: InProcessApp) -> None:
+        app = harness.app
+
+        def enter(phase: Phase) -> tuple[str, str, TrayState]:
+            app.on_phase(app.front, phase)
+            bar = app.bar
+            return (
+                str(bar.label.cget("text")),
+                str(bar.hand_back_button.cget("state")),
+                (app.tray.state),
+            )
+
+        def begin() -> None:
+            app.front = EngineFront(app)
+            app.attestation = Attestation(
+                nameplate="123",
+                consultant="Anna Nowak",
+                ticket_id="7",
+                ticket_title="Printer",
+                org="Acme",
+                expires_at=0.0,
+            )
+
+        await asyncio.to_thread(harness.call, begin)
+        who = {"who": "Anna Nowak", "org": "Acme"}
+        controlling = await asyncio.to_thread(harness.call, lambda: enter(Phase.CONTROLLING))
+        assert controlling == (EN.get("bar.controlling", **who), "normal", TrayState.CONTROLLING)
+        lost = await asyncio.to_thread(harness.call, lambda: enter(Phase.RECONNECTING))
+        assert lost == (EN.get("bar.reconnecting", **who), "disabled", TrayState.CONNECTING)
+        assert app.tray.tooltip == EN.get("tray.reconnecting")
+        assert app.in_session  # End session stays available
+        back = await asyncio.to_thread(harness.call, lambda: enter(Phase.CONTROLLING))
+        assert back == controlling
+
+    run(ui_relay, steps)
