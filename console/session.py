@@ -273,6 +273,7 @@ class ConsoleSession:
         self._outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._pinger: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._link_lost = False  # our link dropped; reconnecting to resume
         self.peer_away = False  # the PC's link dropped; it may come back
@@ -494,6 +495,10 @@ class ConsoleSession:
         if self.live and self._ws is not None:
             self.end_soon("console closed")
         self._outgoing.put_nowait(None)
+        if self._pinger is not None:
+            self._pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pinger
         for task in self._tasks:
             if task is not asyncio.current_task():
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -573,6 +578,8 @@ class ConsoleSession:
                 self._flush()
         finally:
             self._link_lost = False
+            if self._pinger is not None:
+                self._pinger.cancel()  # it sleeps between pings: no reason to wait for it
             if self._ws is not None and not self._ws.closed:
                 await self._ws.close()
             self._closed.set()
@@ -643,11 +650,13 @@ class ConsoleSession:
         self._after_protocol()
 
     def _after_protocol(self) -> None:
-        for event in self.conn.events_received():
-            try:
-                self._on_event(event)
-            except BadFrame as exc:
-                self.conn.end(EndReason.PROTOCOL_ERROR, str(exc)[:256])
+        # acting on an event may add events (a bad frame ends the session): drain them all
+        while events := self.conn.events_received():
+            for event in events:
+                try:
+                    self._on_event(event)
+                except BadFrame as exc:
+                    self.conn.end(EndReason.PROTOCOL_ERROR, str(exc)[:256])
         self._flush()
         if not self.live:
             self._outgoing.put_nowait(None)  # the writer sends what is queued, then closes
@@ -733,7 +742,7 @@ class ConsoleSession:
 
     def _start_pinging(self) -> None:
         if self._ping_interval > 0:
-            self._tasks.append(asyncio.create_task(self._ping_loop(), name="console-ping"))
+            self._pinger = asyncio.create_task(self._ping_loop(), name="console-ping")
 
     async def _ping_loop(self) -> None:
         while self.live:

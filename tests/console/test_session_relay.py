@@ -446,3 +446,24 @@ async def test_outside_business_hours_the_relay_says_so(tmp_path: Path) -> None:
             assert refused.value.code == "OUTSIDE_HOURS" and str(refused.value)
     finally:
         closed.stop()
+
+
+async def test_pixels_that_do_not_decode_end_the_session_cleanly(
+    relay: RelayProcess, client: ConsoleClient
+) -> None:
+    session = await client.start_session(await client.create_ticket(**CALLER))
+    assert session.code is not None
+    async with agent_for(relay, session.code) as agent:
+        await agent.consent_prompt()
+        await agent.allow(Rights.VIEW)
+        await session.wait_phase(Phase.VIEWING, timeout=30)
+        bomb = zlib.compress(b"\0" * (64 * 64 * 4 * 100))  # inflates far past its region
+        region = Region(x=0, y=0, width=64, height=64, encoding=Encoding.ZLIB_BGRA, data=bomb)
+        await agent.send(
+            Frame(frame_id=1, captured_at_ns=0, width=320, height=200, regions=(region,))
+        )
+        ended = await agent.ended()
+        assert (ended.by, ended.reason) == (Party.CONSOLE, EndReason.PROTOCOL_ERROR)
+        assert "wrong number of bytes" in ended.detail
+    await session.wait_phase(Phase.ENDED, timeout=30)
+    assert session.stats.frames == 0 and agent.ack_count == 0  # never shown, never acked
