@@ -150,6 +150,13 @@ class NoticeReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentAsked:
+    """The prompt is on the user's screen; unanswered, it denies after `timeout_seconds`."""
+
+    timeout_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class ControlDenied:
     """The user refused to give control; the session goes on view-only."""
 
@@ -165,6 +172,7 @@ Update = (
     | CursorChanged
     | LayoutChanged
     | NoticeReceived
+    | ConsentAsked
     | ControlDenied
     | SessionFinished
 )
@@ -687,6 +695,7 @@ class ConsoleSession:
             self._start_pinging()
         elif isinstance(event, ConsentPending):
             self.consent_timeout = event.timeout_seconds
+            self._emit(ConsentAsked(event.timeout_seconds))
         elif isinstance(event, ConsentDenied):
             if self.live and self.conn.session.live:
                 self._emit(ControlDenied())

@@ -32,6 +32,7 @@ from console.app.viewer import ViewerArea
 from console.client import ConsoleClient
 from console.errors import ConsoleError, NotLoggedIn, TlsPinMismatch
 from console.session import (
+    ConsentAsked,
     ConsoleSession,
     ControlDenied,
     LayoutChanged,
@@ -403,6 +404,11 @@ class MainWindow(QMainWindow):
             text = describe_end(update.ended)
             self.code_panel.finish(text)
             self.statusBar().showMessage(text, 15000)
+        elif isinstance(update, ConsentAsked):
+            self.code_panel.set_status(
+                "The user sees the prompt: waiting for them to allow "
+                f"(unanswered, it closes in {update.timeout_seconds:.0f} s and denies)."
+            )
         elif isinstance(update, ControlDenied):
             self.statusBar().showMessage("The user did not give control: view only.", 10000)
         elif isinstance(update, LayoutChanged):

@@ -247,7 +247,7 @@ def test_whole_call_in_the_app(qloop: QtLoop, relay: RelayProcess, tmp_path: Pat
                 prompt.attestation.ticket_title.startswith("Jan Kowalski")
                 or prompt.attestation.ticket_title
             )
-            await until(lambda: "allow" in panel.status.text(), what="waiting for consent")
+            await until(lambda: "closes in" in panel.status.text(), what="the consent prompt")
             assert window.viewer.overlay_text() == "Waiting for the user to allow the session"
             await agent.allow(Rights.CONTROL)
             await until(lambda: window.session_stack.currentWidget() is window.viewer_area)
