@@ -52,6 +52,7 @@ from protocol.messages import (
     ConsentDenied,
     ConsentGranted,
     ConsentPending,
+    Delivered,
     DenyReason,
     End,
     EndReason,
@@ -192,6 +193,15 @@ Event = (
 
 # -------------------------------------------------------------------- connection
 
+DELIVERY_ACK_EVERY = 64
+"""Every this many sealed boxes received, an end tells the other what it has
+(`Delivered`), so the other can drop them from its resend buffer: without it the
+buffer of a long session would only ever fill up."""
+
+_RETAINED_OVERHEAD = 128
+"""What keeping one sealed box costs beyond its bytes (the bytes object, the tuple,
+the deque slot), counted against RETRANSMIT_BUFFER_BYTES."""
+
 
 class Connection:
     """What both ends share: envelope handling, PAKE, the channel, the table."""
@@ -215,6 +225,7 @@ class Connection:
         self._retained: deque[tuple[int, bytes]] = deque()
         self._retained_bytes = 0
         self._holding = False
+        self._unacknowledged = 0  # boxes received since we last sent Delivered
 
     # -- the shell's side
 
@@ -300,11 +311,16 @@ class Connection:
         counter = self._channel.next_send
         data = encode(Sealed(box=self._channel.seal(payload)))
         self._retained.append((counter, data))
-        self._retained_bytes += len(data)
+        self._retained_bytes += len(data) + _RETAINED_OVERHEAD
         while self._retained_bytes > RETRANSMIT_BUFFER_BYTES and len(self._retained) > 1:
-            self._retained_bytes -= len(self._retained.popleft()[1])
+            self._retained_bytes -= len(self._retained.popleft()[1]) + _RETAINED_OVERHEAD
         if not self._holding:
             self._outgoing.append(data)
+
+    def _forget_delivered(self, next_counter: int) -> None:
+        """The peer has every box before `next_counter`: they will never be resent."""
+        while self._retained and self._retained[0][0] < next_counter:
+            self._retained_bytes -= len(self._retained.popleft()[1]) + _RETAINED_OVERHEAD
 
     def _rewind(self, message: Rewind) -> None:
         """The peer is back and expects our box `next_counter` next: resend from there."""
@@ -319,8 +335,7 @@ class Connection:
                 SessionEnded(Party.RELAY, EndReason.PEER_LOST, "too much was lost to resume")
             )
             return
-        while self._retained and self._retained[0][0] < wanted:  # delivered: never needed again
-            self._retained_bytes -= len(self._retained.popleft()[1])
+        self._forget_delivered(wanted)
         self._outgoing.extend(data for _, data in self._retained)
         self._holding = False
         self._events.append(LinkRestored())
@@ -354,6 +369,8 @@ class Connection:
         elif isinstance(message, SessionOpened) and self.session_id is None:
             self.session_id = message.session_id
             self.resume_token = message.resume_token
+            if message.resume_grace_seconds > 0:
+                self.grace_seconds = message.resume_grace_seconds
             self._events.append(SessionIdAssigned(message.session_id))
         elif isinstance(message, PeerAway) and self._channel is not None:
             self._holding = True
@@ -393,11 +410,19 @@ class Connection:
         if self._channel is None:
             raise UnexpectedMessage("a sealed message before the keys were confirmed")
         inner = decode_inner(self._channel.open(message.box))
+        self._unacknowledged += 1
         if self.session.check_receive(inner) is DROP:
             self._events.append(Dropped(inner, self.session.state))
             return
+        if isinstance(inner, Delivered):
+            self._forget_delivered(inner.next_counter)
+            return
         if isinstance(inner, Ping):
             self.send(Pong(nonce=inner.nonce, sent_at_ns=inner.sent_at_ns))
+        if self._unacknowledged >= DELIVERY_ACK_EVERY and self.session.live:
+            self._unacknowledged = 0
+            self.send(Delivered(next_counter=self._channel.next_receive))
+        if isinstance(inner, Ping):
             return
         if isinstance(inner, End):
             self._finish(SessionEnded(inner.by, inner.reason, inner.detail))
@@ -571,8 +596,7 @@ class AgentConnection(Connection):
             if self.session.state is State.ESCALATING:
                 self._audit(AuditKind.REQUESTED, message.rights, "escalation")
                 self._events.append(EscalationRequested(message.rights))
-            else:  # a step down: confirm it, nothing to ask
-                self.send(ConsentGranted(rights=Rights.VIEW))
+            else:  # a step down takes effect on both ends at once: nothing to ask or confirm
                 self._audit(AuditKind.GRANTED, Rights.VIEW, "consultant stepped down to view")
         elif isinstance(message, HandBackRequest):
             self._events.append(message)

@@ -468,7 +468,7 @@ class Monitor(Struct):
     height: int = number(1, MAX_SCREEN_DIMENSION)
     scale_percent: int = number(50, 500)  # DPI scaling: 100 = 96 dpi
     primary: bool = False
-    name: str = text(64)
+    name: str = field(default="", metadata={"max_length": 64})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -552,6 +552,7 @@ class SessionOpened(Message):
 
     session_id: str = text(64)
     resume_token: bytes = field(default=b"", metadata={"max_length": 64})
+    resume_grace_seconds: float = field(default=0.0, metadata={"range": (0, 3600)})
 
 
 @message(9)
@@ -844,6 +845,15 @@ class Notice(Message):
 
     code: NoticeCode
     text: str = text(512)
+
+
+@message(55)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivered(Message):
+    """Either end, now and then: every sealed box before `next_counter` has arrived,
+    so the other end need not keep it for a resend after a resume."""
+
+    next_counter: int = number(*_UINT64)
 
 
 @message(54)

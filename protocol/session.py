@@ -36,6 +36,7 @@ from protocol.messages import (
     ConsentGranted,
     ConsentPending,
     Cursor,
+    Delivered,
     End,
     Frame,
     FrameAck,
@@ -161,7 +162,7 @@ TABLE: dict[Key, Outcome] = {
     (S.CONTROLLING, C, "ClipboardText"): S.CONTROLLING,
     **{(s, C, "ClipboardText"): DROP for s in (S.VIEWING, S.ESCALATING, *_HAND_BACK)},
     # housekeeping
-    **{(s, p, m): s for s in _KEYED_LIVE for p in (A, C) for m in ("Ping", "Pong")},
+    **{(s, p, m): s for s in _KEYED_LIVE for p in (A, C) for m in ("Ping", "Pong", "Delivered")},
     **{(s, A, "Notice"): s for s in (S.CONSENT_PENDING, *_LIVE_AFTER_CONSENT)},
     # either end may end any keyed session at once
     **{(s, p, "End"): S.ENDED for s in _KEYED_LIVE for p in (A, C)},
@@ -190,6 +191,7 @@ def event_names() -> tuple[str, ...]:
         "ClipboardText",
         "Ping",
         "Pong",
+        "Delivered",
         "Notice",
         "End",
     )
@@ -208,6 +210,7 @@ _SIMPLE_TYPES = (
     ClipboardText,
     Ping,
     Pong,
+    Delivered,
     Notice,
     End,
 )

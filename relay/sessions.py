@@ -481,7 +481,12 @@ class Endpoints:
         joined = encode(PeerJoined())
         for side in (console, end):
             token = session.tokens.get(side.role, b"")
-            await self._send(side, encode(SessionOpened(session_id=session.id, resume_token=token)))
+            opened = SessionOpened(
+                session_id=session.id,
+                resume_token=token,
+                resume_grace_seconds=self.config.resume_grace if token else 0.0,
+            )
+            await self._send(side, encode(opened))
             await self._send(side, joined)
         await relay.audit(
             "session.paired",

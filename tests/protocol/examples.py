@@ -18,7 +18,9 @@ EXAMPLES: dict[type[m.Message], m.Message] = {
     m.Claimed: m.Claimed(expires_at=1_790_000_000.0),
     m.PeerJoined: m.PeerJoined(),
     m.PeerLeft: m.PeerLeft(),
-    m.SessionOpened: m.SessionOpened(session_id="s-9f2", resume_token=bytes(16)),
+    m.SessionOpened: m.SessionOpened(
+        session_id="s-9f2", resume_token=bytes(16), resume_grace_seconds=30.0
+    ),
     m.Resume: m.Resume(session_id="s-9f2", token=bytes(16)),
     m.Resumed: m.Resumed(),
     m.PeerAway: m.PeerAway(grace_seconds=30.0),
@@ -66,6 +68,7 @@ EXAMPLES: dict[type[m.Message], m.Message] = {
     m.ClipboardText: m.ClipboardText(text="C:\\Users\\anna"),
     m.Ping: m.Ping(nonce=1, sent_at_ns=2),
     m.Pong: m.Pong(nonce=1, sent_at_ns=2),
+    m.Delivered: m.Delivered(next_counter=64),
     m.Notice: m.Notice(code=m.NoticeCode.SECURE_DESKTOP, text="the user must answer a prompt"),
     m.End: m.End(by=m.Party.AGENT, reason=m.EndReason.USER_ENDED, detail=""),
 }

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from protocol.codec import decode_envelope, encode
-from protocol.connection import ConsentRequested, LinkLost, LinkRestored, PeerAwayEvent
+from protocol.connection import (
+    DELIVERY_ACK_EVERY,
+    ConsentRequested,
+    ConsoleConnection,
+    LinkLost,
+    LinkRestored,
+    PeerAwayEvent,
+)
 from protocol.errors import GapError, LocalProtocolError, ReplayError
 from protocol.limits import RETRANSMIT_BUFFER_BYTES
 from protocol.loopback import Pair
@@ -17,6 +24,7 @@ from protocol.messages import (
     Region,
     Rewind,
     Sealed,
+    SessionOpened,
     TypeText,
 )
 from protocol.session import State
@@ -115,3 +123,29 @@ def test_a_relay_that_rewinds_too_far_makes_the_channel_fail() -> None:
     assert end is not None
     assert isinstance(end.error, ReplayError | GapError)
     assert of_type(pair.agent_events, KeyEvent) == keys("ab")  # nothing twice
+
+
+def test_what_the_peer_has_received_is_dropped_from_the_resend_buffer() -> None:
+    pair = Pair()
+    agent = pair.consented()
+    for _ in range(1000):
+        pair.console.send(KeyEvent(key="a", down=True))
+        pair.pump()
+    # the agent says what it has every DELIVERY_ACK_EVERY boxes
+    assert len(pair.console._retained) <= DELIVERY_ACK_EVERY + 1
+    assert agent.state is State.CONTROLLING
+
+
+def test_the_relays_grace_period_reaches_both_ends() -> None:
+    pair = Pair()
+    agent = pair.consented()
+    assert agent.grace_seconds == 30.0
+    agent.receive_data(
+        encode(SessionOpened(session_id="other", resume_token=b"x" * 16, resume_grace_seconds=3))
+    )
+    assert agent.grace_seconds == 30.0  # only the first SessionOpened counts
+    fresh = ConsoleConnection(ticket_id="T", consultant="A", ticket_title="t")
+    fresh.receive_data(
+        encode(SessionOpened(session_id="s", resume_token=b"x" * 16, resume_grace_seconds=3))
+    )
+    assert fresh.grace_seconds == 3.0

@@ -403,3 +403,16 @@ def test_frames_and_input_flow_after_consent() -> None:
     assert of_type(pair.console_events, Frame) == [FRAME]
     assert of_type(pair.agent_events, TypeText) == [TypeText(text="zażółć")]
     assert encode(FRAME) not in [encode(m) for _, m in pair.wire]  # the relay sees only Sealed
+
+
+def test_consultant_steps_down_then_asks_again_and_the_users_allow_grants_control() -> None:
+    pair = Pair()
+    agent = pair.consented()
+    pair.console.request_rights(Rights.VIEW)
+    pair.console.request_rights(Rights.CONTROL)  # before the agent saw the step down
+    pair.pump()
+    assert agent.state is State.ESCALATING
+    assert pair.console.state is State.ESCALATING
+    agent.grant(Rights.CONTROL)
+    pair.pump()
+    assert pair.console.state is State.CONTROLLING

@@ -15,6 +15,7 @@ from protocol.messages import (
     ConsentGranted,
     ConsentPending,
     Cursor,
+    Delivered,
     DenyReason,
     End,
     EndReason,
@@ -60,6 +61,7 @@ SAMPLES: dict[str, tuple[Message | None, Rights | None]] = {
     "ClipboardText": (ClipboardText(text="x"), None),
     "Ping": (Ping(nonce=1, sent_at_ns=1), None),
     "Pong": (Pong(nonce=1, sent_at_ns=1), None),
+    "Delivered": (Delivered(next_counter=1), None),
     "Notice": (Notice(code=NoticeCode.INFO, text=""), None),
     "End": (End(by=Party.AGENT, reason=EndReason.USER_ENDED, detail=""), None),
 }
