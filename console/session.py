@@ -55,7 +55,6 @@ from protocol.limits import MAX_CONTROL_MESSAGE_SIZE
 from protocol.messages import (
     ClipboardText,
     ConsentDenied,
-    ConsentGranted,
     ConsentPending,
     Cursor,
     CursorShape,
@@ -272,7 +271,6 @@ class ConsoleSession:
         self.relay_error: RelayError | None = None
         self.ended: SessionEnded | None = None
         self.last_frame_id: int | None = None
-        self.step_down_pending = False  # we asked for view-only; the PC has not confirmed
         self._ping_interval = ping_interval
         self._peer_connected = False
         self._phase = Phase.CONNECTING
@@ -392,15 +390,8 @@ class ConsoleSession:
         """Ask the user for mouse and keyboard (a new prompt on their screen).
 
         Raises:
-            InputNotAllowed: only from view-only, and not while the PC has yet to
-                confirm a step down; SessionClosed after the end.
+            InputNotAllowed: only from view-only; SessionClosed after the end.
         """
-        if self.step_down_pending and self.live:
-            # Work-around for a race in protocol/session.py: the agent's confirmation
-            # of our step down (ConsentGranted(VIEW)) arriving after a new request for
-            # control would be read as the answer to it, and the user's real Allow
-            # that follows would then fail the session as "beyond the request".
-            raise InputNotAllowed("Waiting for the PC to confirm view-only; try again.")
         self._send_request(lambda: self.conn.request_rights(Rights.CONTROL))
 
     def request_view_only(self) -> None:
@@ -411,7 +402,6 @@ class ConsoleSession:
             SessionClosed: the session has ended.
         """
         self._send_request(lambda: self.conn.request_rights(Rights.VIEW))
-        self.step_down_pending = True
 
     def hand_back(self) -> None:
         """Hand the keyboard to the user: the screen is hidden until they click Done.
@@ -719,9 +709,6 @@ class ConsoleSession:
             self._finish(event)
         elif isinstance(event, Dropped):
             log.debug("dropped %s in %s (a race)", type(event.message).__name__, event.state)
-        elif isinstance(event, ConsentGranted):
-            if event.rights is Rights.VIEW:
-                self.step_down_pending = False
         elif isinstance(event, ClipboardText):
             pass  # clipboard sync is not offered by the console
         else:
