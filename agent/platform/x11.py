@@ -15,6 +15,25 @@ from protocol.messages import CursorShape
 
 _STANDARD_DPI = 96
 
+PREMAPPED_LETTERS = {
+    "ą": ("aogonek", "Aogonek"),
+    "ć": ("cacute", "Cacute"),
+    "ę": ("eogonek", "Eogonek"),
+    "ł": ("lstroke", "Lstroke"),
+    "ń": ("nacute", "Nacute"),
+    "ó": ("oacute", "Oacute"),
+    "ś": ("sacute", "Sacute"),
+    "ź": ("zacute", "Zacute"),
+    "ż": ("zabovedot", "Zabovedot"),
+}
+"""Letters (with their capitals) put on spare keycodes when input opens, if the
+keyboard layout lacks them (a US layout). pynput would otherwise "borrow" a keycode
+for each one by changing the keyboard mapping just before the key event, and an X
+client that handles the event before the mapping change drops the letter (seen
+under load: "Zażółć" arrived as "Zażół"). Mapped once, ahead of time, the race is
+gone. Other characters missing from the layout still go through pynput's borrowing.
+"""
+
 
 class X11Capture:
     """A `ScreenCapture` over one mss instance and one Xlib connection (for the cursor)."""
@@ -26,7 +45,7 @@ class X11Capture:
         try:
             import mss
             from Xlib import display as xdisplay
-            from Xlib.error import DisplayError
+            from Xlib.error import ConnectionClosedError, DisplayError
         except ImportError as exc:
             raise PlatformError(f"screen capture is not available here: {exc}") from None
         try:
@@ -36,7 +55,7 @@ class X11Capture:
         self._screenshot_error: type[Exception] = mss.ScreenShotError
         try:
             self._x: Any = xdisplay.Display(name)
-        except (DisplayError, OSError) as exc:
+        except (DisplayError, ConnectionClosedError, OSError) as exc:
             self._mss.close()
             raise PlatformError(f"cannot open X display {name}: {exc}") from None
         self._root = self._x.screen().root
@@ -140,6 +159,50 @@ def _scale_percent(x: Any) -> int:
     return 100
 
 
+def premap_letters(
+    display: str | None, letters: dict[str, tuple[str, str]] = PREMAPPED_LETTERS
+) -> int:
+    """Put `letters` (lower case on level 1, upper case on level 2) on keycodes that
+    have no keysym, unless the layout has them already. Returns how many were added.
+
+    The mapping is left in place when the session ends: spare keycodes that no
+    physical key produces change nothing for the user, and removing the letters
+    could race with the last characters the consultant typed.
+
+    Raises:
+        PlatformError: the display cannot be opened.
+    """
+    from Xlib import XK
+    from Xlib import display as xdisplay
+    from Xlib.error import ConnectionClosedError, DisplayError
+
+    try:
+        x = xdisplay.Display(display)
+    except (DisplayError, ConnectionClosedError, OSError) as exc:
+        raise PlatformError(f"cannot open X display {display}: {exc}") from None
+    try:
+        first = x.display.info.min_keycode
+        count = x.display.info.max_keycode - first + 1
+        mapping = x.get_keyboard_mapping(first, count)
+        present = {sym for row in mapping for sym in row if sym}
+        spare = [first + i for i, row in enumerate(mapping) if not any(row)]
+        added = 0
+        XK.load_keysym_group("latin2")  # the legacy keysyms pynput looks these letters up by
+        for lower_name, upper_name in letters.values():
+            lower = XK.string_to_keysym(lower_name)
+            upper = XK.string_to_keysym(upper_name)
+            if not lower or lower in present or not spare:
+                continue
+            width = len(mapping[0])
+            row = [lower, upper, lower, upper] + [0] * max(0, width - 4)
+            x.change_keyboard_mapping(spare.pop(), [tuple(row[:width])])
+            added += 1
+        x.sync()
+        return added
+    finally:
+        x.close()
+
+
 class X11Platform:
     """Opens X11 capture and pynput input on `display` (default: $DISPLAY)."""
 
@@ -155,4 +218,5 @@ class X11Platform:
         if self.display is not None:
             # pynput reads DISPLAY when first imported; an explicit display must be set first
             os.environ.setdefault("DISPLAY", self.display)
+        premap_letters(self.display or os.environ.get("DISPLAY"))
         return PynputInput()
