@@ -54,6 +54,7 @@ from agent.platform import default_platform
 from agent.platform.base import MonitorInfo, Platform, PlatformError, ScreenCapture
 from agent.screen import DEFAULT_JPEG_QUALITY, FrameEncoder, TileDiff, frame_parts
 from agent.transport import TlsPinMismatch, open_link
+from protocol.codec import decode_envelope
 from protocol.codes import PhoneCode
 from protocol.connection import (
     AgentConnection,
@@ -69,10 +70,11 @@ from protocol.connection import (
     SessionEnded,
     SessionIdAssigned,
 )
-from protocol.errors import AttestationError, LocalProtocolError
+from protocol.errors import AttestationError, LocalProtocolError, ProtocolError
 from protocol.limits import CONSENT_TIMEOUT_SECONDS
 from protocol.messages import (
     INPUT_MESSAGES,
+    AuditReport,
     ClipboardText,
     Cursor,
     DenyReason,
@@ -209,7 +211,9 @@ class SessionRunner:
         self._resume_grace = resume_grace  # None: the protocol's RESUME_GRACE_SECONDS
         self._hotkey: EndHotkey | None = None
         self._own_windows: set[str] = set()
-        self._link_down = False
+        self._link_down = False  # our link or the consultant's is away: input paused
+        self._relinking = False  # our own link is away: nothing but Resume may be sent
+        self._receipts_waiting: list[bytes] = []
         self._monitor: MonitorInfo | None = None
         self._selected: int | None = None
         self._frame_id = 0
@@ -412,12 +416,21 @@ class SessionRunner:
         if conn is None or ws is None or lock is None:
             return
         async with lock:
-            while data := conn.data_to_send():
-                for item in data:
+            while True:
+                data = conn.data_to_send()
+                if self._receipts_waiting and not self._relinking:
+                    data += self._receipts_waiting
+                    self._receipts_waiting = []
+                if not data:
+                    break
+                for index, item in enumerate(data):
                     try:
                         await ws.send(item)
                     except ConnectionClosed:
-                        return  # the receive loop sees the close and ends the session
+                        # Sealed boxes are kept by the protocol for a resume; consent
+                        # receipts are not, so they wait here for the next link.
+                        self._receipts_waiting += [d for d in data[index:] if _is_receipt(d)]
+                        return  # the receive loop sees the close
         if self._ended is not None and self._main_task is not None:
             # The End and its receipt are out: close, which ends the receive loop.
             self._spawn(self._close_link())
@@ -491,10 +504,11 @@ class SessionRunner:
                 log.info("clipboard from the consultant ignored: not supported yet")
             elif isinstance(event, LinkLost | PeerAwayEvent):
                 self._link_down = True
+                self._relinking = self._relinking or isinstance(event, LinkLost)
                 self._set_own_window("link", True)  # pauses input, releases held keys
                 self._status(Phase.RECONNECTING)
             elif isinstance(event, LinkRestored):
-                self._link_down = False
+                self._link_down = self._relinking = False
                 self._set_own_window("link", False)
             elif isinstance(event, Pong):
                 pass
@@ -893,6 +907,13 @@ class SessionRunner:
         visible = info.visible and inside
         message = Cursor(x=x, y=y, visible=visible, shape=info.shape)
         return frames, _CursorUpdate((x, y, visible), info.serial, message)
+
+
+def _is_receipt(data: bytes) -> bool:
+    try:
+        return isinstance(decode_envelope(data), AuditReport)
+    except ProtocolError:
+        return False
 
 
 def _close_if_opened(opening: Future[ScreenCapture]) -> None:

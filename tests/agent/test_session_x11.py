@@ -732,6 +732,47 @@ async def test_link_dropped_and_restored_within_grace_resumes_the_session(
     assert runner.outcome is None
 
 
+async def test_consent_receipts_made_while_the_link_is_down_reach_the_audit_log(
+    agent: AgentSide,
+    consultant: Consultant,
+    link: tuple[LinkProxy, str],
+    shared_relay: RelayProcess,
+) -> None:
+    proxy, url = link
+    code = await consultant.open()
+    runner = agent.connect(code, relay_url=url)
+    await consultant.wait_for(Frame)
+    proxy.refuse = True  # the link stays down until the user has acted
+    proxy.cut()
+    await until(lambda: Phase.RECONNECTING in agent.ui.phases)
+    runner.hand_back()  # the user takes the keyboard back during the outage
+    await wait_event(agent.ui.hand_back_shown)
+    await asyncio.sleep(0.1)  # the engine tried to send the receipt on the dead link
+    proxy.refuse = False
+    started = await consultant.wait_for(HandBackStarted)  # resent after the resume
+    assert started.by is Party.AGENT
+    agent.ui.done.set()
+    await consultant.wait_for(HandBackEnded)
+    runner.end()
+    await agent.ended()
+    token = await asyncio.to_thread(shared_relay.token)
+    ticket_id = consultant.ticket["id"]
+
+    def kinds() -> list[str]:
+        status, reply = shared_relay.api("GET", f"/api/tickets/{ticket_id}/history", token=token)
+        assert status == 200, reply
+        return [e["kind"] for e in reply["events"] if e["kind"].startswith("consent.")]
+
+    await until(lambda: "consent.ended" in kinds())
+    assert kinds() == [
+        "consent.requested",
+        "consent.granted",
+        "consent.hand_back_started",
+        "consent.hand_back_ended",
+        "consent.ended",
+    ]
+
+
 async def test_link_not_restored_within_grace_ends_the_session(
     shared_relay: RelayProcess,
     xdisplay: XDisplay,
