@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,19 @@ def geometry(display_name: str, wid: int) -> Box:
         d.close()
 
 
+def wait_geometry(
+    display_name: str, wid: int, ok: Callable[[Box], bool], timeout: float = WAIT
+) -> Box:
+    """The window's geometry once `ok` accepts it (the app handles X events on its own
+    time, after xdotool has returned); the last one seen if it never does."""
+    deadline = time.monotonic() + timeout
+    box = geometry(display_name, wid)
+    while not ok(box) and time.monotonic() < deadline:
+        time.sleep(POLL)
+        box = geometry(display_name, wid)
+    return box
+
+
 def tray_icon(env: dict[str, str], display_name: str, timeout: float = WAIT) -> Box:
     """The biggest window docked in trayer's panel: the app's status icon (bounded wait)."""
     deadline = time.monotonic() + timeout
@@ -154,9 +168,11 @@ def tray_icon(env: dict[str, str], display_name: str, timeout: float = WAIT) -> 
     raise AssertionError("no icon in the tray")
 
 
-def popup_menu(env: dict[str, str], display_name: str, before: set[int]) -> Box:
+def popup_menu(
+    env: dict[str, str], display_name: str, before: set[int], timeout: float = WAIT
+) -> Box:
     """The menu window that appeared since `before` (bounded wait)."""
-    deadline = time.monotonic() + WAIT
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for wid in visible_windows(env) - before:
             box = geometry(display_name, wid)
