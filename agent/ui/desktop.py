@@ -345,7 +345,8 @@ def _read_small(path: str) -> bytes:
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write `data` to `path` (mode 0600) under a temporary name, then rename it into place."""
     temp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)  # Windows: no \r\n
+    fd = os.open(temp, flags, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     os.replace(temp, path)
