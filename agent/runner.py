@@ -672,6 +672,10 @@ class SessionRunner:
             return
         conn.end(reason, detail)
         self._after_local()
+        if self._relinking and self._main_task is not None:
+            # Reconnecting: nothing can reach the relay, and a connect attempt may hang
+            # for seconds; stop it so the user hears of the end now.
+            self._main_task.cancel()
 
     def _hand_back_by_user(self) -> None:
         conn = self._conn

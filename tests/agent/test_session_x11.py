@@ -949,3 +949,21 @@ async def test_input_into_an_elevated_window_is_reported_to_the_consultant(
         assert notices == [NoticeCode.ELEVATED_WINDOW, NoticeCode.INPUT_RESUMED]
     finally:
         side.stop()
+
+
+async def test_user_ends_while_the_agent_is_reconnecting(
+    agent: AgentSide, consultant: Consultant, link: tuple[LinkProxy, str]
+) -> None:
+    proxy, url = link
+    code = await consultant.open()
+    agent.connect(code, relay_url=url)
+    await consultant.wait_for(Frame)
+    proxy.refuse = True
+    proxy.cut()
+    await until(lambda: Phase.RECONNECTING in agent.ui.phases)
+    assert agent.runner is not None
+    agent.runner.end()
+    await agent.ended()
+    assert agent.ui.outcome is not None
+    assert agent.ui.outcome.reason is EndReason.USER_ENDED
+    await until(lambda: not agent_threads())
