@@ -30,7 +30,7 @@ from enum import Enum
 from typing import Protocol
 
 from protocol.attestation import Attestation
-from protocol.messages import EndReason, Party, Rights, SessionRequest
+from protocol.messages import EndReason, Party, RelayErrorCode, Rights, SessionRequest
 
 
 class ConsentAnswer(Enum):
@@ -58,13 +58,18 @@ class Phase(Enum):
 
 @dataclass(frozen=True, slots=True)
 class SessionOutcome:
-    """How a session ended, in words a user can read (`message`) and for the log."""
+    """How a session ended, in words a user can read (`message`) and for the log.
+
+    `relay_code` lets a front end word a refusal itself (unknown code, outside hours,
+    rate limited...) instead of showing the relay's English sentence from `detail`.
+    """
 
     by: Party
     reason: EndReason
     message: str
     detail: str = ""
     session_id: str | None = None
+    relay_code: RelayErrorCode | None = None  # set when the relay refused (RelayError)
 
     @property
     def was_error(self) -> bool:

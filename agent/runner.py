@@ -484,6 +484,8 @@ class SessionRunner:
                 self._status(Phase.VERIFYING)
             elif isinstance(event, SessionIdAssigned):
                 self.session_id = event.session_id
+                if self._resume_grace is not None:  # the relay just told its own grace
+                    conn.grace_seconds = self._resume_grace
             elif isinstance(event, ConsentRequested):
                 self._prompt_task = self._spawn(self._ask_consent(event))
             elif isinstance(event, EscalationRequested):
@@ -551,6 +553,7 @@ class SessionRunner:
             message=describe_end(ended),
             detail=ended.detail,
             session_id=self.session_id,
+            relay_code=ended.relay_code,
         )
         self._status(Phase.ENDING)
 

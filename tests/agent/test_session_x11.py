@@ -65,6 +65,7 @@ from protocol.messages import (
     Party,
     PointerButton,
     PointerMove,
+    RelayErrorCode,
     Rights,
     SelectMonitor,
     TypeText,
@@ -473,6 +474,7 @@ async def test_wrong_code_is_a_clear_error_and_burns_the_nameplate(
         second.stop()
     assert second.ui.outcome is not None
     assert second.ui.outcome.reason is EndReason.RELAY_REFUSED
+    assert second.ui.outcome.relay_code is RelayErrorCode.NAMEPLATE_UNKNOWN
     assert second.ui.outcome.message.startswith("The helpdesk server refused the session:")
 
 
