@@ -2,6 +2,11 @@
 
     zgoda agent connect [CODE] [--config PATH] [--rights-prompt terminal]
     zgoda agent config [--config PATH]
+    zgoda agent tray [...]            (= zgoda tray: the employee's tray icon and dialogs)
+
+The installed Windows program (`zgoda-agent.exe`, `python -m agent`) runs `tray`
+from the Start menu and `tray --autostart` at logon; with no arguments on Windows
+it starts the tray too, since that is what a double click means there.
 
 `connect` is the terminal front of the session engine: without CODE it asks for
 the code on the terminal, and nothing opens a socket until a valid code is
@@ -38,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show = commands.add_parser("config", help="print the effective configuration")
     show.add_argument("--config", type=Path, help="TOML config file")
+    # listed for --help; main() hands `tray` and its arguments to agent.ui.cli unparsed
+    commands.add_parser("tray", help="the employee's tray icon and dialogs (see zgoda tray -h)")
     return parser
 
 
@@ -69,7 +76,14 @@ def ask_for_code() -> PhoneCode | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; returns the process exit code (2 for bad usage or config)."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    if not arguments and sys.platform == "win32":
+        arguments = ["tray"]
+    if arguments[:1] == ["tray"]:
+        from agent.ui.cli import main as tray_main
+
+        return tray_main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     from agent.config import load_config
 
     try:

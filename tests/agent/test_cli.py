@@ -198,3 +198,16 @@ def test_missing_configuration_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "configuration error: no relay_url or relay_key configured" in result.stderr
+
+
+def test_python_m_agent_tray_is_the_tray_command() -> None:
+    """What the MSI's Run entry and shortcut start: `zgoda-agent.exe tray [--autostart]`."""
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "tray", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--autostart" in result.stdout

@@ -1,7 +1,8 @@
-"""The PyInstaller build that goes into the MSI runs.
+"""The PyInstaller build that goes into the MSI runs, and accepts what the MSI passes it.
 
 This is the Linux build of the same spec: it shows that the spec collects what the agent
-imports (protocol, cryptography, ...).
+imports (protocol, cryptography, ...) and that the command lines written into the Run entry
+and the shortcut are ones the agent understands.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from installer.build import EXE_NAME
 
-from .conftest import BuiltMsi
+from .conftest import AUTOSTART_ARGUMENTS, SHORTCUT_ARGUMENTS, BuiltMsi
 
 pytestmark = [pytest.mark.msi, pytest.mark.timeout(600)]
 
@@ -49,3 +50,12 @@ def test_frozen_agent_refuses_a_malformed_relay_key(agent_msi: BuiltMsi, tmp_pat
     result = run_frozen(agent_msi, tmp_path, "config", relay_key="not-a-key")
     assert result.returncode == 2
     assert "configuration error" in result.stderr
+
+
+@pytest.mark.parametrize("arguments", [AUTOSTART_ARGUMENTS, SHORTCUT_ARGUMENTS])
+def test_frozen_agent_accepts_the_installed_command_lines(
+    agent_msi: BuiltMsi, tmp_path: Path, arguments: str
+) -> None:
+    result = run_frozen(agent_msi, tmp_path, *arguments.split(), "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--autostart" in result.stdout
