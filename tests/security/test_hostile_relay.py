@@ -70,12 +70,19 @@ async def until(check: Callable[[], object], timeout: float = WAIT) -> None:
 
 
 async def start(
-    agent: AgentSide, consultant: Consultant, hostile: HostileRelay, rights: Rights = Rights.CONTROL
+    agent: AgentSide,
+    consultant: Consultant,
+    hostile: HostileRelay | None,
+    rights: Rights = Rights.CONTROL,
+    *,
+    relay_url: str | None = None,
 ) -> SessionRunner:
-    """A consented session whose both links run through the hostile relay."""
+    """A consented session whose both links run through the hostile relay (or, with
+    `hostile=None`, the agent's to `relay_url` or straight to the relay)."""
     consultant.rights = rights
     code = await consultant.open()
-    runner = agent.connect(code, relay_url=hostile.url)
+    url = hostile.url if hostile is not None else relay_url
+    runner = agent.connect(code, **({"relay_url": url} if url else {}))
     await consultant.wait_for(ConsentGranted)
     await consultant.wait_for(MonitorLayout)
     await consultant.wait_for(Frame)

@@ -1,0 +1,323 @@
+"""Faults: the relay killed, links cut, half-open sockets, an input flood, a full disk.
+
+The agent is the real engine on Xvfb typing into a real Tk window; the relay is a
+real process. Negative checks wait a short fixed while (QUIET) after the fact: a
+bounded check, not a speed assertion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from agent.frontend import ConsentAnswer
+from agent.runner import SessionRunner
+from protocol.codec import decode_envelope, encode
+from protocol.connection import PeerAwayEvent
+from protocol.messages import (
+    AllocateNameplate,
+    EndReason,
+    Frame,
+    PointerMove,
+    Pong,
+    RelayError,
+    RelayErrorCode,
+    Rights,
+    TypeText,
+)
+from tests.agent.conftest import TEST_LIMITS, AgentSide
+from tests.agent.consultant import WAIT, Consultant
+from tests.agent.linkproxy import LinkProxy
+from tests.agent.scripted_ui import ScriptedUI
+from tests.security.test_hostile_relay import start, until
+from tests.support.relay import REPO, RelayProcess, start_relay
+from tests.support.targets import TargetWindow
+from tests.support.xdisplay import XDisplay
+
+QUIET = 0.6
+LINK_LOST = "The connection was lost, so the session has ended. Nothing is shared any more."
+HALF_OPEN = 1_000
+FLOOD = 5_000
+
+
+def agent_threads() -> list[str]:
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith(("zgoda-injector", "zgoda-capture")) and t.is_alive()
+    ]
+
+
+def history(relay: RelayProcess, ticket_id: str) -> list[dict[str, object]]:
+    status, reply = relay.api("GET", f"/api/tickets/{ticket_id}/history", token=relay.token())
+    assert status == 200, reply
+    return list(reply["events"])
+
+
+@pytest.fixture
+def own_relay(tmp_path: Path) -> Iterator[list[RelayProcess]]:
+    """A relay this test may kill and restart; the list holds the current process."""
+    processes = [start_relay(tmp_path / "relay", config=TEST_LIMITS)]
+    try:
+        yield processes
+    finally:
+        processes[-1].stop()
+
+
+# ------------------------------------------------------------------ the relay dies
+
+
+async def test_relay_killed_mid_session_stops_the_agent_and_the_audit_survives(
+    own_relay: list[RelayProcess], xdisplay: XDisplay, target: TargetWindow
+) -> None:
+    relay = own_relay[0]
+    consultant = Consultant(relay)
+    side = AgentSide(relay, ScriptedUI(ConsentAnswer.ALLOW_CONTROL), resume_grace=1.0)
+    try:
+        runner = await start(side, consultant, None)
+        target.animate()
+        target.focus_entry()
+        ticket_id = consultant.ticket["id"]
+        await until(lambda: "consent.granted" in [e["kind"] for e in history(relay, ticket_id)])
+        before = history(relay, ticket_id)
+        relay.kill()  # SIGKILL: no goodbye to anyone
+        await side.ended()
+        await consultant.wait_until(lambda: consultant.closed.is_set())
+        await consultant.send(TypeText(text="after the crash"))  # goes nowhere
+    finally:
+        side.stop()
+        await consultant.close()
+    assert side.ui.outcome is not None
+    assert side.ui.outcome.reason is EndReason.PEER_LOST
+    assert side.ui.outcome.message == LINK_LOST
+    await until(lambda: not agent_threads())  # capture and injection are gone
+    frames = runner.stats.frames_sent
+    await asyncio.sleep(QUIET)
+    assert runner.stats.frames_sent == frames
+    assert target.entry_text() == ""
+
+    restarted = relay.restart()
+    own_relay.append(restarted)
+    after = history(restarted, ticket_id)
+    assert after[: len(before)] == before  # every committed receipt survived, unchanged
+    verify = restarted.cli("audit", "verify")
+    assert verify.returncode == 0 and "audit chain intact" in verify.stdout, verify
+    with contextlib.closing(sqlite3.connect(restarted.data_dir / "relay.sqlite3")) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+# ------------------------------------------------------------------ the link drops
+
+
+@pytest.fixture
+async def link(shared_relay: RelayProcess) -> AsyncIterator[LinkProxy]:
+    """A cuttable TCP proxy in front of the relay (`tests.agent.linkproxy`)."""
+    proxy = LinkProxy(int(shared_relay.url.rsplit(":", 1)[1]))
+    proxy.port = await proxy.start()  # type: ignore[attr-defined]
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+
+
+def link_url(proxy: LinkProxy) -> str:
+    return f"http://127.0.0.1:{proxy.port}"  # type: ignore[attr-defined]
+
+
+def plain_consultant(relay: RelayProcess) -> Consultant:
+    return Consultant(relay)
+
+
+async def test_link_cut_and_restored_within_grace_loses_and_doubles_nothing(
+    shared_relay: RelayProcess, xdisplay: XDisplay, target: TargetWindow, link: LinkProxy
+) -> None:
+    consultant = plain_consultant(shared_relay)
+    side = AgentSide(shared_relay, ScriptedUI(ConsentAnswer.ALLOW_CONTROL))
+    url = link_url(link)
+    try:
+        runner = await start(side, consultant, None, relay_url=url)
+        target.focus_entry()
+        link.cut()
+        await consultant.wait_for(PeerAwayEvent)
+        # typed while the agent is away: held by the console, resent after the resume
+        await consultant.send(TypeText(text="typed during the outage"))
+        await until(lambda: target.entry_text() == "typed during the outage")
+        frames = consultant.count(Frame)
+        await consultant.wait_until(lambda: consultant.count(Frame) > frames)
+        await asyncio.sleep(QUIET)
+        assert target.entry_text() == "typed during the outage"  # once, not twice
+        assert not runner.finished
+        assert link.connections >= 2  # it really reconnected
+    finally:
+        side.stop()
+        await consultant.close()
+
+
+async def test_link_cut_beyond_grace_ends_both_sides_and_nothing_arrives_later(
+    shared_relay: RelayProcess, xdisplay: XDisplay, target: TargetWindow, link: LinkProxy
+) -> None:
+    consultant = plain_consultant(shared_relay)
+    side = AgentSide(shared_relay, ScriptedUI(ConsentAnswer.ALLOW_CONTROL), resume_grace=2.0)
+    url = link_url(link)
+    try:
+        runner = await start(side, consultant, None, relay_url=url)
+        target.focus_entry()
+        link.refuse = True
+        link.cut()
+        await consultant.wait_for(PeerAwayEvent)
+        await consultant.send(TypeText(text="lost in the outage"))
+        await side.ended(WAIT)
+        await consultant.ended(WAIT)
+    finally:
+        side.stop()
+        await consultant.close()
+    assert side.ui.outcome is not None
+    assert side.ui.outcome.reason is EndReason.PEER_LOST
+    assert side.ui.outcome.message == LINK_LOST
+    await until(lambda: not agent_threads())
+    link.refuse = False
+    await asyncio.sleep(QUIET)
+    assert target.entry_text() == ""
+    assert runner.finished
+
+
+# ------------------------------------------------------------------ hostile load
+
+
+async def test_a_thousand_half_open_connections_do_not_stop_a_live_session_or_a_new_one(
+    shared_relay: RelayProcess, xdisplay: XDisplay, target: TargetWindow
+) -> None:
+    consultant = plain_consultant(shared_relay)
+    side = AgentSide(shared_relay, ScriptedUI(ConsentAnswer.ALLOW_CONTROL))
+    port = shared_relay.url.rsplit(":", 1)[1]
+    second = plain_consultant(shared_relay)
+    other = AgentSide(shared_relay, ScriptedUI(ConsentAnswer.VIEW_ONLY))
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests.security.halfopen", port, str(HALF_OPEN)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        runner = await start(side, consultant, None)
+        target.animate()
+        target.focus_entry()
+        assert holder.stdout is not None and holder.stdin is not None
+        line = await asyncio.wait_for(asyncio.to_thread(holder.stdout.readline), 120)
+        assert line.strip() == f"held {HALF_OPEN}", line
+        # the live session goes on: input arrives, frames keep coming
+        await consultant.send(TypeText(text="still here"))
+        await until(lambda: target.entry_text() == "still here")
+        frames = consultant.count(Frame)
+        await consultant.wait_until(lambda: consultant.count(Frame) >= frames + 5)
+        # and a new session can start while the sockets are held
+        await start(other, second, None, rights=Rights.VIEW)
+        assert not runner.finished
+        holder.stdin.write("report\n")
+        holder.stdin.flush()
+        closed = await asyncio.wait_for(asyncio.to_thread(holder.stdout.readline), 60)
+        assert closed.startswith("closed "), closed
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(10)
+        for pipe in (holder.stdin, holder.stdout):
+            if pipe is not None:
+                pipe.close()
+        other.stop()
+        side.stop()
+        await second.close()
+        await consultant.close()
+
+
+def injector_idle(runner: SessionRunner) -> bool:
+    """The injector's backlog is empty (reads the engine's private queue: a test aid)."""
+    injector = runner._injector
+    return injector is not None and injector._queue.empty()
+
+
+async def test_an_input_flood_is_bounded_and_the_agent_stays_responsive(
+    shared_relay: RelayProcess, xdisplay: XDisplay, target: TargetWindow
+) -> None:
+    consultant = plain_consultant(shared_relay)
+    side = AgentSide(shared_relay, ScriptedUI(ConsentAnswer.ALLOW_CONTROL))
+    try:
+        runner = await start(side, consultant, None)
+        target.focus_entry()
+        assert consultant.conn is not None
+        for i in range(FLOOD):  # queued in one go, sent back to back
+            consultant.conn.send(PointerMove(x=400 + i % 200, y=300 + i % 100))
+        consultant.conn.ping(4711)  # behind the whole flood in the same stream
+        await consultant.flush()
+        # the agent answers while its injector still works through the backlog
+        pong = await consultant.wait_for(Pong, timeout=60)
+        assert pong.nonce == 4711
+        # bounded: at most MAX_QUEUED_INPUT wait, the rest was dropped and counted
+        await until(lambda: injector_idle(runner), timeout=90)
+        assert runner.stats.input_refused <= FLOOD
+        await consultant.send(TypeText(text="after the flood"))
+        await until(lambda: target.entry_text() == "after the flood")
+        assert not runner.finished
+        runner.end()  # the user can still end it
+        await side.ended()
+    finally:
+        side.stop()
+        await consultant.close()
+    assert side.ui.outcome is not None and side.ui.outcome.reason is EndReason.USER_ENDED
+    await until(lambda: not agent_threads())
+
+
+# ------------------------------------------------------------------ the disk fills
+
+
+def set_file_size_limit(pid: int, limit: str) -> None:
+    """RLIMIT_FSIZE of the relay process (soft limit only, so it can be lifted again):
+    with 0, every write to a file fails (EFBIG; Python ignores SIGXFSZ), which is what
+    a full disk looks like to SQLite, without root or a mount."""
+    subprocess.run(["prlimit", f"--pid={pid}", f"--fsize={limit}:"], check=True, timeout=30)
+
+
+async def allocate(relay: RelayProcess, token: str, ticket_id: str) -> object:
+    async with connect(
+        relay.ws_console_url, additional_headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
+        await ws.send(encode(AllocateNameplate(ticket_id=ticket_id)))
+        return decode_envelope(await ws.recv())  # type: ignore[arg-type]
+
+
+async def test_full_disk_refuses_new_sessions_clearly_and_writes_nothing_half(
+    own_relay: list[RelayProcess],
+) -> None:
+    relay = own_relay[0]
+    token = relay.token()
+    ticket = relay.create_ticket(token)
+    rows_before = relay.cli("audit", "verify").stdout
+    set_file_size_limit(relay.pid, "0")
+    try:
+        refused = await allocate(relay, token, ticket["id"])
+        status, reply = relay.api(
+            "POST", "/api/tickets", {"caller_name": "X", "problem": "y"}, token=token
+        )
+    finally:
+        set_file_size_limit(relay.pid, "unlimited")
+    assert isinstance(refused, RelayError) and refused.code is RelayErrorCode.INTERNAL, refused
+    assert refused.message == "The relay had an internal error."
+    assert status == 500 and reply["error"] == "internal", (status, reply)
+    # nothing half-written: the chain is intact and has no row for the refused requests
+    verify = relay.cli("audit", "verify")
+    assert verify.returncode == 0 and verify.stdout == rows_before, verify
+    with contextlib.closing(sqlite3.connect(relay.data_dir / "relay.sqlite3")) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    # space is back: the same relay process serves again, without a restart
+    allocated = await allocate(relay, token, ticket["id"])
+    assert not isinstance(allocated, RelayError), allocated
