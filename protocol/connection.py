@@ -198,6 +198,11 @@ DELIVERY_ACK_EVERY = 64
 (`Delivered`), so the other can drop them from its resend buffer: without it the
 buffer of a long session would only ever fill up."""
 
+
+def _is_receipt(data: bytes) -> bool:
+    return data[:2] == bytes([0x94, AuditReport.TAG])  # msgpack fixarray of 4, then the tag
+
+
 _RETAINED_OVERHEAD = 128
 """What keeping one sealed box costs beyond its bytes (the bytes object, the tuple,
 the deque slot), counted against RETRANSMIT_BUFFER_BYTES."""
@@ -226,6 +231,7 @@ class Connection:
         self._retained_bytes = 0
         self._holding = False
         self._unacknowledged = 0  # boxes received since we last sent Delivered
+        self._unsent_receipts: list[bytes] = []
 
     # -- the shell's side
 
@@ -282,7 +288,10 @@ class Connection:
         and call `resume()` within `grace_seconds`; otherwise the session has ended."""
         if not self.session.live:
             return False
-        self._outgoing.clear()  # unsent boxes are in the retained buffer
+        # Unsent sealed boxes are in the retained buffer; consent receipts (cleartext,
+        # for the relay's audit log) are kept aside and sent once the link is back.
+        self._unsent_receipts += [d for d in self._outgoing if _is_receipt(d)]
+        self._outgoing.clear()
         keyed = self._channel is not None and self.session.state is not State.PAIRING
         if not (keyed and self.resume_token and self.session_id):
             self.session.state = State.ENDED
@@ -379,6 +388,9 @@ class Connection:
         elif isinstance(message, Resumed | PeerReturned) and self._holding:
             assert self._channel is not None
             self._send_envelope(Rewind(next_counter=self._channel.next_receive))
+            if isinstance(message, Resumed):  # our new link is up: the receipts can go
+                self._outgoing += self._unsent_receipts
+                self._unsent_receipts = []
         elif isinstance(message, Rewind) and self._holding and self._channel is not None:
             self._rewind(message)
         elif isinstance(message, PeerLeft):

@@ -790,6 +790,10 @@ class PointerButton(Message):
 @message(47)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scroll(Message):
+    """Wheel notches (one click of a mouse wheel each) at a pointer position; positive
+    dy is the wheel turned away from the user (the view scrolls up), positive dx
+    scrolls right, as in Qt's angleDelta and pynput's scroll()."""
+
     dx: int = number(-120, 120)
     dy: int = number(-120, 120)
     x: int = number(*_COORD)
@@ -799,7 +803,11 @@ class Scroll(Message):
 @message(48)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyEvent(Message):
-    """A key down or up: `key` is one printable character or a NAMED_KEYS name."""
+    """A key down or up: `key` is one printable character or a NAMED_KEYS name.
+
+    A character is what the key produces, Shift and AltGr already applied ("A",
+    "ą", "@"); `modifiers` then says which of Ctrl/Alt/Meta are held around it
+    (Shift/AltGr bits are informative for characters, significant for named keys)."""
 
     key: str = text(16)
     down: bool

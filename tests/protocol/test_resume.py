@@ -17,6 +17,7 @@ from protocol.errors import GapError, LocalProtocolError, ReplayError
 from protocol.limits import RETRANSMIT_BUFFER_BYTES
 from protocol.loopback import Pair
 from protocol.messages import (
+    AuditKind,
     Encoding,
     EndReason,
     Frame,
@@ -149,3 +150,15 @@ def test_the_relays_grace_period_reaches_both_ends() -> None:
         encode(SessionOpened(session_id="s", resume_token=b"x" * 16, resume_grace_seconds=3))
     )
     assert fresh.grace_seconds == 3.0
+
+
+def test_consent_receipts_queued_when_the_link_drops_reach_the_relay_after_the_resume() -> None:
+    pair = Pair()
+    agent = pair.consented()
+    audited = len(pair.audit)
+    agent.start_hand_back()  # a receipt (and a sealed message) queued ...
+    pair.drop("agent")  # ... when the link drops, before anything was sent
+    assert len(pair.audit) == audited  # nothing went out on the dead link
+    pair.restore("agent")
+    assert [r.kind for r in pair.audit[audited:]] == [AuditKind.HAND_BACK_STARTED]
+    assert pair.console.state is State.HAND_BACK_CONTROLLING
