@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -189,6 +190,9 @@ class SessionRunner:
         self._pacer = FramePacer(window=frame_window, max_fps=max_fps)
         self._encoder = FrameEncoder(jpeg_quality)
         self.stats = SessionStats()
+        # benchmarks only: called on the capture thread with (frame_id, BGRA pixels) of
+        # every frame that is sent; the pixels are reused, copy them to keep them
+        self.on_capture: Callable[[int, npt.NDArray[np.uint8]], None] | None = None
         self.outcome: SessionOutcome | None = None
         self.session_id: str | None = None
         self._thread: threading.Thread | None = None
@@ -900,6 +904,8 @@ class SessionRunner:
         rects = diff.changed(bgra.view(np.uint32).reshape(monitor.height, monitor.width))
         frames: list[Frame] = []
         if rects:
+            if self.on_capture is not None:
+                self.on_capture(frame_id, bgra)
             regions = self._encoder.encode(bgra, rects)
             frames = frame_parts(
                 frame_id=frame_id,

@@ -271,6 +271,7 @@ class ConsoleSession:
         self.relay_error: RelayError | None = None
         self.ended: SessionEnded | None = None
         self.last_frame_id: int | None = None
+        self.last_captured_at_ns = 0  # the agent's capture time of the last frame applied
         self._ping_interval = ping_interval
         self._peer_connected = False
         self._phase = Phase.CONNECTING
@@ -719,6 +720,7 @@ class ConsoleSession:
         if not frame.final:
             return
         self.last_frame_id = frame.frame_id
+        self.last_captured_at_ns = frame.captured_at_ns
         self.stats.frame("+".join(sorted(e.name for e in self.framebuffer.encodings)))
         # acknowledge once applied: the agent's pacing window opens by one
         with contextlib.suppress(LocalProtocolError):

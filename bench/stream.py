@@ -1,0 +1,634 @@
+"""Streaming benchmark: zgoda against x0vncserver and x11vnc on the same screen.
+
+    .venv/bin/python -m bench.stream [--seconds 5] [--write docs/benchmarks.md]
+
+One Xvfb display at 1920×1080 (no window manager) shows scripted workloads, each
+a full-screen Tk window driven by its own timer (so nothing in this process
+paces the screen): `idle` (a static page of text), `typing` (one character every
+100 ms into a text widget, terminal style), `scrolling` (a long document scrolled
+one line every 33 ms) and `fullscreen` (a photo panning 16 px every 33 ms: the
+whole screen changes 30 times a second, like a video).
+
+Systems, read in turn on the same display and workloads:
+- zgoda: the real agent engine (`SessionRunner`, in this process on its own
+  threads) → a real relay process → the console client library
+  (`ConsoleSession`, on this process's main thread) on loopback;
+- x0vncserver and x11vnc read by `bench.rfb` with Tight + JPEG quality 6 and
+  with lossless Tight.
+
+Per workload and system, over a window of `--seconds` while the workload plays:
+- fps: zgoda frames applied per second / VNC FramebufferUpdates per second;
+- KB/s: bytes received by the viewer (zgoda: sealed WebSocket messages);
+- agent/server CPU and console/viewer CPU in % of one core (zgoda: this
+  process's threads other than the main one, minus the benchmark's own hook;
+  VNC: the server process from /proc);
+- latency p50/p99 (zgoda only): capture timestamp → frame decoded in the
+  console; RFB carries no capture time, so VNC shows "n/a";
+- PSNR: zgoda, of the console framebuffer against the very frame the agent
+  captured (sampled); all systems, "PSNR still": of the viewer's framebuffer
+  against the screen 100 ms after the workload stopped;
+- exact: seconds from the workload's last change to the viewer's framebuffer
+  equal to the screen bit for bit (RGB), watched for 3 s ("never" if not).
+
+Every run is bounded: each wait has a timeout and the whole run takes a few
+minutes. Not a test: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import selectors
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from bench.rfb import RfbClient
+
+WIDTH, HEIGHT = 1920, 1080
+WORKLOADS = ("idle", "typing", "scrolling", "fullscreen")
+EXACT_WATCH_SECONDS = 3.0
+READY_TIMEOUT = 30.0
+TICK = os.sysconf("SC_CLK_TCK")
+Pixels = npt.NDArray[np.uint8]
+
+WORKLOAD_SCRIPT = r"""
+import sys, time, tkinter as tk
+mode, duration, photo = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+root = tk.Tk()
+root.overrideredirect(True)
+root.geometry("1920x1080+0+0")
+# no pointer sprite: Xvfb draws it in software, so servers that scrape the screen
+# would see it in the pixels and a screenshot would not (zgoda sends it apart)
+root.configure(cursor="none")
+WORDS = ("the quick brown fox jumps over the lazy dog while the helpdesk consultant "
+         "reads the error message aloud and the printer queue is cleared ").split()
+changes = 0
+if mode == "fullscreen":
+    base = tk.PhotoImage(file=photo)
+    frames = []
+    for k in range(30):
+        f = tk.PhotoImage(width=1920, height=1080)
+        f.tk.call(f, "copy", base, "-from", 16 * k, 0, 16 * k + 1920, 1080)
+        frames.append(f)
+    label = tk.Label(root, image=frames[0], bd=0, cursor="none")
+    label.pack()
+else:
+    text = tk.Text(root, font=("DejaVu Sans Mono", 11), bg="#101418", fg="#d8dee9",
+                   insertwidth=0, bd=0, highlightthickness=0, cursor="none")
+    text.pack(fill="both", expand=True)
+    lines = 3000 if mode == "scrolling" else 20
+    for i in range(lines):
+        row = " ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(12 + i % 9))
+        text.insert("end", f"{i:5d}  {row}\n")
+root.update()
+
+def step(k, end):
+    global changes
+    if time.monotonic() >= end:
+        root.update_idletasks()
+        print("still", time.time_ns(), changes, flush=True)
+        return
+    if mode == "fullscreen":
+        label.configure(image=frames[k % 30])
+        root.after(33, step, k + 1, end)
+    elif mode == "typing":
+        ch = "the quick brown fox jumps over the lazy dog. "[k % 45]
+        text.insert("end", ch if (k + 1) % 70 else ch + "\n")
+        text.see("end")
+        root.after(100, step, k + 1, end)
+    elif mode == "scrolling":
+        text.yview_scroll(1, "units")
+        root.after(33, step, k + 1, end)
+    else:
+        root.after(100, step, k + 1, end)
+        return
+    changes += 1
+
+def go(*_):
+    sys.stdin.readline()
+    root.deletefilehandler(sys.stdin)
+    print("start", time.time_ns(), flush=True)
+    step(0, time.monotonic() + duration)
+
+root.tk.createfilehandler(sys.stdin, tk.READABLE, go)
+print("ready", flush=True)
+root.mainloop()
+"""
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def thread_cpu(tid: int) -> float:
+    """CPU seconds (user + system) of one thread of this process."""
+    fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def psnr(a: Pixels, b: Pixels) -> float:
+    """PSNR in dB of the RGB channels of two BGRA/BGRX images (inf when equal)."""
+    diff = a[:, :, :3].astype(np.int16) - b[:, :, :3]
+    mse = float(np.mean(np.square(diff, dtype=np.int32)))
+    return math.inf if mse == 0 else 10 * math.log10(255 * 255 / mse)
+
+
+def grab(display: str) -> Pixels:
+    import mss
+
+    with mss.MSS(display=display) as shot:
+        return np.array(shot.grab(shot.monitors[1]), dtype=np.uint8)
+
+
+def rgb_equal(a: Pixels, b: Pixels) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a[:, :, :3], b[:, :, :3]))
+
+
+class Workload:
+    """One workload process on the display; `go()` starts it, `still()` waits for its end."""
+
+    def __init__(self, mode: str, seconds: float, env: dict[str, str], photo: Path) -> None:
+        self.mode = mode
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WORKLOAD_SCRIPT, mode, str(seconds), str(photo)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.changes = 0
+        self._line("ready", READY_TIMEOUT)
+
+    def _line(self, word: str, timeout: float) -> list[str]:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not selector.select(deadline - time.monotonic()):
+                    break
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                parts = line.split()
+                if parts and parts[0] == word:
+                    return parts
+        raise RuntimeError(f"workload {self.mode} never said {word!r}")
+
+    def go(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return int(self._line("start", 10)[1])
+
+    def still(self, timeout: float) -> int:
+        parts = self._line("still", timeout)
+        self.changes = int(parts[2])
+        return int(parts[1])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+@dataclass
+class Result:
+    system: str
+    workload: str
+    fps: float
+    kb_per_s: float
+    server_cpu: float
+    console_cpu: float
+    latency_p50: float | None = None
+    latency_p99: float | None = None
+    psnr_frames: float | None = None
+    psnr_still: float = math.nan
+    exact_s: float | None = None
+    changes: int = 0
+    seconds: float = 1.0
+
+
+# ------------------------------------------------------------------ viewers
+
+
+class Viewer:
+    """What the measurement loop needs from zgoda's console or the RFB client."""
+
+    name = ""
+
+    def counters(self) -> tuple[int, int]:
+        """(frames or updates, bytes) so far."""
+        raise NotImplementedError
+
+    def pixels(self) -> Pixels:
+        raise NotImplementedError
+
+    async def pump(self, seconds: float) -> None:
+        raise NotImplementedError
+
+    def cpu(self) -> tuple[float, float]:
+        """(agent or server CPU seconds, console CPU seconds) so far."""
+        raise NotImplementedError
+
+    latencies: list[float]
+    frame_psnr: list[float]
+
+
+class RfbViewer(Viewer):
+    def __init__(self, name: str, server_pid: int, port: int, quality: int | None) -> None:
+        self.name = name
+        self.server_pid = server_pid
+        self.client = RfbClient.connect("127.0.0.1", port, jpeg_quality=quality)
+        self.latencies, self.frame_psnr = [], []
+
+    def counters(self) -> tuple[int, int]:
+        return self.client.updates, self.client.bytes
+
+    def pixels(self) -> Pixels:
+        return self.client.pixels
+
+    async def pump(self, seconds: float) -> None:
+        self.client.pump(time.monotonic() + seconds)  # blocking: nothing else runs meanwhile
+
+    def cpu(self) -> tuple[float, float]:
+        return process_cpu(self.server_pid), time.thread_time()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class ZgodaViewer(Viewer):
+    """Agent engine (threads of this process) → relay process → ConsoleSession (main thread)."""
+
+    name = "zgoda"
+
+    def __init__(self) -> None:
+        self.latencies, self.frame_psnr = [], []
+        self._captures: dict[int, Pixels] = {}
+        self._hook_cpu = 0.0  # agent-thread CPU spent in the benchmark's hook, subtracted
+        self._bench_cpu = 0.0  # console-thread CPU spent computing PSNR, subtracted
+        self._sample_every = 5
+        self.measuring = False
+        self._main_tid = threading.get_native_id()
+
+    async def open(self, tmp: Path) -> None:
+        from agent.frontend import ConsentAnswer
+        from agent.runner import SessionRunner
+        from console.client import ConsoleClient
+        from console.session import FrameApplied, Phase
+        from tests.agent.conftest import TEST_LIMITS, config_for
+        from tests.agent.scripted_ui import ScriptedUI
+        from tests.support.relay import start_relay
+
+        self.relay = start_relay(tmp / "relay", config=TEST_LIMITS)
+        self.client = ConsoleClient(self.relay.url)
+        await self.client.__aenter__()
+        await self.client.login(self.relay.username, self.relay.password)
+        ticket = await self.client.create_ticket(
+            caller_name="Bench", company="", phone="600000000", problem="stream bench"
+        )
+        self.session = await self.client.start_session(ticket)
+        assert self.session.code is not None
+        self.runner = SessionRunner(
+            config_for(self.relay),
+            self.session.code,
+            ScriptedUI(ConsentAnswer.VIEW_ONLY),
+            end_hotkey=None,
+        )
+        self.runner.on_capture = self._on_capture
+        self.runner.start()
+        await self.session.wait_phase(Phase.VIEWING, timeout=30)
+        await self.session.wait_frames(1, timeout=30)
+
+        def applied(update: object) -> None:
+            if not isinstance(update, FrameApplied) or not self.measuring:
+                return
+            now = time.time_ns()
+            self.latencies.append((now - self.session.last_captured_at_ns) / 1e6)
+            capture = self._captures.pop(update.frame_id, None)
+            if capture is not None:
+                t = time.thread_time()
+                self.frame_psnr.append(psnr(self.session.framebuffer.pixels, capture))
+                self._bench_cpu += time.thread_time() - t
+
+        self.session.add_listener(applied)
+
+    def _on_capture(self, frame_id: int, bgra: Pixels) -> None:
+        if not self.measuring or frame_id % self._sample_every:
+            return
+        t = time.thread_time()
+        if len(self._captures) < 8:
+            self._captures[frame_id] = bgra.copy()
+        self._hook_cpu += time.thread_time() - t
+
+    def counters(self) -> tuple[int, int]:
+        return self.session.stats.frames, self.session.stats.bytes
+
+    def pixels(self) -> Pixels:
+        return self.session.framebuffer.pixels
+
+    async def pump(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def cpu(self) -> tuple[float, float]:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+        agent = 0.0
+        for tid in tids:
+            if tid != self._main_tid:
+                with contextlib.suppress(FileNotFoundError):  # a helper thread ended
+                    agent += thread_cpu(tid)
+        console = thread_cpu(self._main_tid)
+        return agent - self._hook_cpu, console - self._bench_cpu
+
+    async def close(self) -> None:
+        try:
+            await self.session.end()
+        finally:
+            self.runner.end()
+            await asyncio.to_thread(self.runner.wait, 10)
+            await self.client.close()
+            self.relay.stop()
+
+
+# ------------------------------------------------------------------ measuring
+
+
+async def measure(
+    viewer: Viewer, workload: str, seconds: float, env: dict[str, str], photo: Path
+) -> Result:
+    display = env["DISPLAY"]
+    load = Workload(workload, seconds, env, photo)
+    try:
+        # let the viewer catch up with the new window (bounded), then measure
+        deadline = time.monotonic() + 10
+        screen = grab(display)
+        while time.monotonic() < deadline and not rgb_equal(viewer.pixels(), screen):
+            await viewer.pump(0.05)
+        await viewer.pump(0.3)
+        if isinstance(viewer, ZgodaViewer):
+            viewer.latencies.clear()
+            viewer.frame_psnr.clear()
+            viewer.measuring = True
+        frames0, bytes0 = viewer.counters()
+        server0, console0 = viewer.cpu()
+        t0 = time.monotonic()
+        load.go()
+        end = t0 + seconds
+        while time.monotonic() < end:
+            await viewer.pump(min(0.05, end - time.monotonic()))
+        frames1, bytes1 = viewer.counters()
+        server1, console1 = viewer.cpu()
+        elapsed = time.monotonic() - t0
+        if isinstance(viewer, ZgodaViewer):
+            viewer.measuring = False
+        still_ns = load.still(10)
+        result = Result(
+            system=viewer.name,
+            workload=workload,
+            fps=(frames1 - frames0) / elapsed,
+            kb_per_s=(bytes1 - bytes0) / elapsed / 1000,
+            server_cpu=100 * (server1 - server0) / elapsed,
+            console_cpu=100 * (console1 - console0) / elapsed,
+            changes=load.changes,
+            seconds=elapsed,
+        )
+        if viewer.latencies:
+            ordered = sorted(viewer.latencies)
+            result.latency_p50 = statistics.median(ordered)
+            result.latency_p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        if viewer.frame_psnr:
+            result.psnr_frames = statistics.mean(viewer.frame_psnr)
+        await exactness(viewer, result, display, still_ns)
+        return result
+    finally:
+        load.stop()
+
+
+async def exactness(viewer: Viewer, result: Result, display: str, still_ns: int) -> None:
+    """Watch the viewer's framebuffer after the screen went still (bounded)."""
+    await viewer.pump(max(0.0, 0.1 - (time.time_ns() - still_ns) / 1e9))
+    screen = grab(display)
+    result.psnr_still = psnr(viewer.pixels(), screen)
+    deadline = time.monotonic() + EXACT_WATCH_SECONDS
+    last = None
+    while True:
+        counters = viewer.counters()
+        if counters != last:
+            last = counters
+            if rgb_equal(viewer.pixels(), screen):
+                # the moment of the check, not of the frame: an upper bound within ~10 ms
+                result.exact_s = max(0.0, (time.time_ns() - still_ns) / 1e9)
+                return
+        if time.monotonic() >= deadline:
+            return
+        await viewer.pump(0.01)
+
+
+def start_server(
+    kind: str, display: str, port: int, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    if kind == "x0vncserver":
+        # the Debian x0vncserver is a Perl wrapper that daemonizes: run the binary itself
+        cmd = ["X0tigervnc", "-display", display, "-rfbport", str(port)]
+        cmd += ["-SecurityTypes", "None", "-localhost", "-AlwaysShared"]
+    else:
+        cmd = ["x11vnc", "-display", display, "-rfbport", str(port), "-localhost"]
+        cmd += ["-nopw", "-forever", "-shared", "-quiet", "-norc"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    import socket
+
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait(5)
+    raise RuntimeError(f"{kind} did not listen on {port}")
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def run_all(
+    seconds: float, env: dict[str, str], photo: Path, tmp: Path, systems: list[str]
+) -> list[Result]:
+    results: list[Result] = []
+
+    async def each(viewer: Viewer, closing: Callable[[], Awaitable[None] | None]) -> None:
+        try:
+            for workload in WORKLOADS:
+                result = await measure(viewer, workload, seconds, env, photo)
+                print(row(result), flush=True)
+                results.append(result)
+        finally:
+            closed = closing()
+            if closed is not None:
+                await closed
+
+    if "zgoda" in systems:
+        viewer = ZgodaViewer()
+        await viewer.open(tmp)
+        await each(viewer, viewer.close)
+    for kind in ("x0vncserver", "x11vnc"):
+        for quality, label in ((6, "Tight+JPEG6"), (None, "Tight lossless")):
+            name = f"{kind} {label}"
+            if not any(s in name for s in systems):
+                continue
+            port = free_port()
+            server = start_server(kind, env["DISPLAY"], port, env)
+            try:
+                rfb = RfbViewer(name, server.pid, port, quality)
+                await each(rfb, rfb.close)
+            finally:
+                stop_process(server)
+    return results
+
+
+# ------------------------------------------------------------------ report
+
+
+def fmt(value: float | None, spec: str) -> str:
+    if value is None:
+        return "n/a"
+    if math.isinf(value):
+        return "∞"
+    return format(value, spec)
+
+
+def row(r: Result) -> str:
+    exact = "never" if r.exact_s is None else f"{r.exact_s:.2f}"
+    cells = [
+        r.workload,
+        f"{r.changes / r.seconds:.0f}",
+        r.system,
+        f"{r.fps:.1f}",
+        f"{r.kb_per_s:.1f}",
+        f"{r.server_cpu:.0f}",
+        f"{r.console_cpu:.0f}",
+        fmt(r.latency_p50, ".1f"),
+        fmt(r.latency_p99, ".1f"),
+        fmt(r.psnr_frames, ".1f"),
+        fmt(r.psnr_still, ".1f"),
+        exact,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+HEADER = (
+    "| workload | screen changes/s | system | fps | KB/s | agent/server CPU % | console CPU % | "
+    "latency p50 ms | p99 ms | PSNR frames dB | PSNR still dB | exact after s |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def ratios(results: list[Result]) -> str:
+    """zgoda's figures divided by each peer's, per workload (fps, bytes/s, CPU)."""
+    lines = [
+        "| workload | peer | fps ratio | bytes/s ratio | agent CPU ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for workload in WORKLOADS:
+        ours = next((r for r in results if r.system == "zgoda" and r.workload == workload), None)
+        if ours is None:
+            continue
+        for peer in results:
+            if peer.workload != workload or peer.system == "zgoda":
+                continue
+
+            def ratio(a: float, b: float) -> str:
+                return "∞" if b == 0 and a > 0 else ("1" if b == 0 else f"{a / b:.2f}")
+
+            lines.append(
+                f"| {workload} | {peer.system} | {ratio(ours.fps, peer.fps)} | "
+                f"{ratio(ours.kb_per_s, peer.kb_per_s)} | "
+                f"{ratio(ours.server_cpu, peer.server_cpu)} |"
+            )
+    return "\n".join(lines)
+
+
+def make_photo(path: Path) -> None:
+    size = f"{WIDTH + 16 * 30}x{HEIGHT}"
+    subprocess.run(
+        ["convert", "-seed", "7", "-size", size, "plasma:fractal", str(path)],
+        check=True,
+        timeout=120,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    from tests.support.xdisplay import start_display
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measuring window")
+    parser.add_argument("--write", type=Path, help="print the Markdown to this file too")
+    parser.add_argument(
+        "--systems",
+        default="zgoda,x0vncserver,x11vnc",
+        help="comma-separated subset: zgoda, x0vncserver, x11vnc, JPEG6, lossless",
+    )
+    args = parser.parse_args(argv)
+    systems = args.systems.split(",")
+    display = start_display(window_manager=False, screen=f"{WIDTH}x{HEIGHT}x24")
+    os.environ["DISPLAY"] = display.name  # the agent engine opens the display from here
+    tmp = Path(tempfile.mkdtemp(prefix="zgoda-stream-bench-"))
+    try:
+        photo = tmp / "photo.png"
+        make_photo(photo)
+        print(HEADER, flush=True)
+        results = asyncio.run(run_all(args.seconds, display.env, photo, tmp, systems))
+    finally:
+        display.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    table = HEADER + "\n" + "\n".join(row(r) for r in results)
+    report = f"{table}\n\nzgoda ÷ peer:\n\n{ratios(results)}\n"
+    print("\n" + report)
+    if args.write:
+        args.write.write_text(report)
+
+
+if __name__ == "__main__":
+    main()
