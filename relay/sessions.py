@@ -124,6 +124,7 @@ class Session:
     unreported_to_agent: int = 0
     unreported_to_console: int = 0
     ended: bool = False
+    end_reported: bool = False  # the agent's ENDED receipt arrived: no resume after it
 
     def peer_of(self, end: End) -> End:
         return self.agent if end is self.console else self.console
@@ -521,6 +522,8 @@ class Endpoints:
 
     async def _receipt(self, session: Session, end: End, report: AuditReport) -> None:
         session.last_activity = time.monotonic()
+        if report.kind is AuditKind.ENDED:
+            session.end_reported = True
         rights = Rights(report.rights).name.lower() if report.rights else "none"
         await self.relay.audit(
             "consent." + AuditKind(report.kind).name.lower(),
@@ -599,8 +602,13 @@ class Endpoints:
         current = session is not None and end in (session.console, session.agent)
         if session is not None and current and not session.ended:
             peer = session.peer_of(end)
+            # A close frame with 1000/1001 is an end that left on purpose (after the
+            # sealed End, or quitting); so is a session whose agent reported its end.
+            # Only a link that broke (no close frame: 1006) is held for a resume.
+            deliberate = end.ws.close_code in (1000, 1001) or session.end_reported
             if (
                 previous is State.PAIRED  # the link dropped; the relay did not close it
+                and not deliberate
                 and session.keyed
                 and session.tokens
                 and peer.state is State.PAIRED  # someone is left to wait for it

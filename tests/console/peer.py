@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,13 @@ class ScriptedAgent:
         self._reader = asyncio.create_task(self._read())
         await self._flush()
         return self
+
+    def drop(self) -> None:
+        """The PC's network dies: the TCP connection ends without a close frame."""
+        assert self._ws is not None
+        sock = self._ws.get_extra_info("socket")
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
 
     async def __aexit__(self, *exc: object) -> None:
         if self._ws is not None:

@@ -151,7 +151,8 @@ async def test_the_pcs_link_dropping_is_shown_then_ends_after_the_grace(tmp_path
                 await agent.consent_prompt()
                 await agent.allow(Rights.VIEW)
                 await session.wait_phase(Phase.VIEWING, timeout=30)
-            # the agent's socket closed without an End: the relay holds the session
+                agent.drop()
+            # the agent's link broke without an End: the relay holds the session
             await session.wait_for(lambda: session.peer_away, timeout=30)
             assert "PC lost its connection" in overlay_text(session)
             await session.wait_phase(Phase.ENDED, timeout=30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from typing import Any, TypeVar
 
 import aiohttp
@@ -39,6 +40,14 @@ class Client:
 
     async def send(self, message: Message) -> None:
         await self.ws.send_bytes(encode(message))
+
+    async def drop(self) -> None:
+        """The network under this link dies: the TCP connection ends with no close frame
+        (the relay sees 1006, which it holds for a resume, unlike a close with 1000)."""
+        sock = self.ws.get_extra_info("socket")
+        assert sock is not None
+        sock.shutdown(socket.SHUT_RDWR)
+        await self.ws.close()
 
     async def send_raw(self, data: bytes) -> None:
         await self.ws.send_bytes(data)
@@ -163,7 +172,12 @@ class Driver:
             )
         raise AssertionError(f"no {kind.__name__}")
 
-    async def stop(self) -> None:
+    async def stop(self, *, drop: bool = False) -> None:
+        """Close the link (with a close frame), or with `drop` cut it as a failing network does."""
+        if drop:
+            sock = self.ws.get_extra_info("socket")
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
         await self.ws.close()
         if self.task is not None:
             with contextlib.suppress(asyncio.CancelledError):

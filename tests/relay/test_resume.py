@@ -71,7 +71,7 @@ async def test_an_agent_whose_link_drops_resumes_with_its_token(
     con, ag, con_opened, ag_opened = await keyed_pair(http, shared_relay, token)
     assert len(ag_opened.resume_token) == 32
     assert con_opened.resume_token != ag_opened.resume_token
-    await ag.ws.close()  # the PC's network drops
+    await ag.drop()  # the PC's network drops
     away = await con.expect(PeerAway)
     assert away.grace_seconds > 0
     await con.send(Sealed(box=b"lost in the gap"))  # dropped: the channel will rewind
@@ -103,7 +103,7 @@ async def test_an_agent_whose_link_drops_resumes_with_its_token(
     assert await back.closed() in (1006, None)  # the old link was cut
     await con.send(Sealed(box=b"to the newest link"))
     assert (await again.expect(Sealed)).box == b"to the newest link"
-    await again.ws.close()
+    await again.drop()
     await con.expect(PeerAway)
     await con.ws.close()
 
@@ -117,7 +117,7 @@ async def test_a_console_resumes_only_with_its_own_login(
 ) -> None:
     token = shared_relay.token()
     con, ag, con_opened, _ = await keyed_pair(http, shared_relay, token)
-    await con.ws.close()
+    await con.drop()
     await ag.expect(PeerAway)
     back = await console(http, shared_relay, shared_relay.token())  # a new login, same consultant
     await back.send(Resume(session_id=con_opened.session_id, token=con_opened.resume_token))
@@ -135,7 +135,7 @@ async def test_an_end_that_does_not_come_back_in_time_ends_the_session(
     relay = make_relay(config={"resume_grace": 1.0})
     token = relay.token()
     con, ag, _, ag_opened = await keyed_pair(http, relay, token)
-    await ag.ws.close()
+    await ag.drop()
     assert (await con.expect(PeerAway)).grace_seconds == 1.0
     await con.expect(PeerLeft)
     assert await con.closed() == 1000
@@ -181,7 +181,7 @@ async def test_protocol_ends_carry_a_session_across_an_agent_reconnect(
     await ag.flush()
     await con.wait_for(ConsentGranted)
 
-    await ag.stop()  # the link drops under the agent
+    await ag.stop(drop=True)  # the link drops under the agent
     assert agent_conn.link_lost()
     await con.wait_for(PeerAwayEvent)
     console_conn.send(KeyEvent(key="b", down=True))  # typed while the PC is away
