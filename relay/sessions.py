@@ -285,7 +285,15 @@ class Endpoints:
 
     async def _on_message(self, end: End, data: bytes) -> None:
         if end.state is State.CLOSED:
-            return  # the relay is closing this end; what it still sends is moot
+            # The relay is closing this end; what it still sends is moot, but for the
+            # agent's consent receipts: its ENDED receipt is often on the wire when the
+            # console's deliberate close ends the session, and the log must have it.
+            if end.role is Party.AGENT and end.session is not None and len(data) < 4096:
+                with contextlib.suppress(ProtocolError):
+                    message = decode_control(data)
+                    if isinstance(message, AuditReport):
+                        await self._receipt(end.session, end, message)
+            return
         session = end.session
         if session is not None and end.state is State.PAIRED and is_sealed(data):
             await self._forward(session, end, data)

@@ -36,7 +36,12 @@ def test_scripted_demo_plays_a_whole_call_and_leaves_its_report(tmp_path: Path) 
     assert report["typed_text_arrived"] is True
     assert report["frames_during_hand_back"] == 0
     events = report["audit_events"]
-    for kind in ("consent.granted", "consent.hand_back_started", "consent.hand_back_ended"):
+    for kind in (
+        "consent.granted",
+        "consent.hand_back_started",
+        "consent.hand_back_ended",
+        "consent.ended",
+    ):
         assert kind in events
     assert "intact" in report["audit_verify"]
     shots = {p.name for p in (out / "screenshots").iterdir()}
