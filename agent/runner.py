@@ -53,7 +53,13 @@ from agent.inject import Injector
 from agent.pacing import DEFAULT_FRAME_WINDOW, DEFAULT_MAX_FPS, FramePacer
 from agent.platform import default_platform
 from agent.platform.base import MonitorInfo, Platform, PlatformError, ScreenCapture
-from agent.screen import DEFAULT_JPEG_QUALITY, FrameEncoder, TileDiff, frame_parts
+from agent.screen import (
+    DEFAULT_JPEG_QUALITY,
+    FrameEncoder,
+    StreamEncoder,
+    frame_parts,
+    video_encoder_for,
+)
 from agent.transport import TlsPinMismatch, open_link
 from protocol.codec import decode_envelope
 from protocol.codes import PhoneCode
@@ -183,12 +189,14 @@ class SessionRunner:
         jpeg_quality: int = DEFAULT_JPEG_QUALITY,
         end_hotkey: str | None = END_HOTKEY,
         resume_grace: float | None = None,
+        video: bool = True,
     ) -> None:
         self.config, self.code, self.ui = config, code, ui
         self._platform = platform
         self.consent_timeout = consent_timeout
         self._pacer = FramePacer(window=frame_window, max_fps=max_fps)
         self._encoder = FrameEncoder(jpeg_quality)
+        self._video = video  # H.264 for full-screen motion when PyAV/libx264 is there
         self.stats = SessionStats()
         # benchmarks only: called on the capture thread with (frame_id, BGRA pixels) of
         # every frame that is sent; the pixels are reused, copy them to keep them
@@ -841,7 +849,8 @@ class SessionRunner:
         monitor: MonitorInfo,
     ) -> None:
         assert self._ack_event is not None
-        diff = TileDiff(monitor.width, monitor.height)
+        video = video_encoder_for(monitor.width, monitor.height) if self._video else None
+        stream = StreamEncoder(monitor.width, monitor.height, self._encoder, video=video)
         cursor_serial: int | None = None
         last_cursor: tuple[int, int, bool] | None = None
         screen_failing = False
@@ -856,7 +865,7 @@ class SessionRunner:
             frame_id = self._frame_id + 1
             try:
                 frames, cursor = await loop.run_in_executor(
-                    pool, self._capture_once, capture, monitor, diff, frame_id, cursor_serial
+                    pool, self._capture_once, capture, monitor, stream, frame_id, cursor_serial
                 )
             except PlatformError as exc:
                 self.stats.screen_errors += 1
@@ -870,7 +879,7 @@ class SessionRunner:
                         )
                     )
                 await asyncio.sleep(SCREEN_RETRY_SECONDS)
-                diff.reset()
+                stream.reset()
                 continue
             screen_failing = False
             conn = self._conn
@@ -893,7 +902,7 @@ class SessionRunner:
         self,
         capture: ScreenCapture,
         monitor: MonitorInfo,
-        diff: TileDiff,
+        stream: StreamEncoder,
         frame_id: int,
         cursor_serial: int | None,
     ) -> tuple[list[Frame], _CursorUpdate]:
@@ -901,12 +910,11 @@ class SessionRunner:
         captured_at = time.time_ns()
         raw = capture.grab(monitor)
         bgra = np.frombuffer(raw, dtype=np.uint8).reshape(monitor.height, monitor.width, 4)
-        rects = diff.changed(bgra.view(np.uint32).reshape(monitor.height, monitor.width))
+        regions = stream.regions(bgra)
         frames: list[Frame] = []
-        if rects:
+        if regions:
             if self.on_capture is not None:
                 self.on_capture(frame_id, bgra)
-            regions = self._encoder.encode(bgra, rects)
             frames = frame_parts(
                 frame_id=frame_id,
                 captured_at_ns=captured_at,

@@ -43,6 +43,7 @@ import math
 import os
 import selectors
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -494,13 +495,18 @@ def free_port() -> int:
 
 
 async def run_all(
-    seconds: float, env: dict[str, str], photo: Path, tmp: Path, systems: list[str]
+    seconds: float,
+    env: dict[str, str],
+    photo: Path,
+    tmp: Path,
+    systems: list[str],
+    workloads: list[str],
 ) -> list[Result]:
     results: list[Result] = []
 
     async def each(viewer: Viewer, closing: Callable[[], Awaitable[None] | None]) -> None:
         try:
-            for workload in WORKLOADS:
+            for workload in workloads:
                 result = await measure(viewer, workload, seconds, env, photo)
                 print(row(result), flush=True)
                 results.append(result)
@@ -599,6 +605,37 @@ def make_photo(path: Path) -> None:
     )
 
 
+def in_namespace(netem: str, argv: list[str]) -> int:
+    """Re-run this benchmark (without --netem) inside a fresh network namespace.
+
+    Every process of the run (Xvfb, relay, agent, console, VNC servers) talks over
+    the namespace's own loopback, shaped both ways by netem; the namespace is
+    deleted afterwards, whatever happens.
+    """
+    child: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--netem":
+            skip = True
+        elif not arg.startswith("--netem="):
+            child.append(arg)
+    name = f"zgoda-bench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    try:
+        run = ["ip", "netns", "exec", name]
+        subprocess.run([*run, "ip", "link", "set", "lo", "up"], check=True, timeout=10)
+        shape = ["tc", "qdisc", "add", "dev", "lo", "root", "netem", *netem.split()]
+        subprocess.run([*run, *shape], check=True, timeout=10)
+        print(f"network namespace {name}: lo shaped by netem {netem}", flush=True)
+        return subprocess.run(
+            [*run, sys.executable, "-m", "bench.stream", *child], timeout=1800
+        ).returncode
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
+
+
 def main(argv: list[str] | None = None) -> None:
     from tests.support.xdisplay import start_display
 
@@ -610,7 +647,22 @@ def main(argv: list[str] | None = None) -> None:
         default="zgoda,x0vncserver,x11vnc",
         help="comma-separated subset: zgoda, x0vncserver, x11vnc, JPEG6, lossless",
     )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help="comma-separated subset of " + ", ".join(WORKLOADS),
+    )
+    parser.add_argument(
+        "--netem",
+        help="run the whole benchmark in a new network namespace whose loopback is shaped "
+        "by `tc qdisc ... netem ARGS` (root; e.g. 'rate 5mbit delay 20ms': 40 ms RTT)",
+    )
     args = parser.parse_args(argv)
+    if args.netem:
+        sys.exit(in_namespace(args.netem, [a for a in (argv or sys.argv[1:])]))
+    workloads = [w for w in args.workloads.split(",") if w in WORKLOADS]
+    # a `timeout` or a kill ends through the finally blocks: no Xvfb, server or relay left
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     systems = args.systems.split(",")
     display = start_display(window_manager=False, screen=f"{WIDTH}x{HEIGHT}x24")
     os.environ["DISPLAY"] = display.name  # the agent engine opens the display from here
@@ -619,7 +671,7 @@ def main(argv: list[str] | None = None) -> None:
         photo = tmp / "photo.png"
         make_photo(photo)
         print(HEADER, flush=True)
-        results = asyncio.run(run_all(args.seconds, display.env, photo, tmp, systems))
+        results = asyncio.run(run_all(args.seconds, display.env, photo, tmp, systems, workloads))
     finally:
         display.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +48,8 @@ class FrameBuffer:
         self.encodings: set[Encoding] = set()  # what the last frame used, for the status line
         self.generation = 0  # bumps on every applied frame: cheap "has it changed?" check
         self.allocations = 0  # how often the array was (re)allocated: a test watches this
+        self._video: Any = None  # the H.264 decoder (PyAV), made at the first H264 region
+        self._video_size = (0, 0)
 
     @property
     def empty(self) -> bool:
@@ -56,7 +59,7 @@ class FrameBuffer:
         """Decode every region of `frame` into the buffer; return the changed bounding box.
 
         Raises:
-            BadFrame: a region's data is not valid JPEG/zlib, or decodes to another size.
+            BadFrame: a region's data is not valid JPEG/zlib/H.264, or decodes to another size.
         """
         if (frame.width, frame.height) != (self.width, self.height):
             self._resize(frame.width, frame.height)
@@ -81,6 +84,7 @@ class FrameBuffer:
         self.pixels[:, :, 3] = 0xFF
         self.width, self.height = width, height
         self.allocations += 1
+        self._video = None  # another monitor: another stream
 
     def _apply_region(self, region: Region) -> None:
         target = self.pixels[
@@ -92,6 +96,8 @@ class FrameBuffer:
             target[:] = CURTAIN_BGRA
         elif region.encoding is Encoding.ZLIB_BGRA:
             target[:] = _inflate(region)
+        elif region.encoding is Encoding.H264:
+            self._decode_video(region, target)
         elif region.encoding is Encoding.JPEG:
             if region.x == 0 and region.width == self.width:
                 _decode_jpeg_into(region, target)  # full rows are contiguous: no copy
@@ -99,6 +105,31 @@ class FrameBuffer:
                 target[:] = _decode_jpeg(region)
         else:  # pragma: no cover - the codec only builds known Encoding members
             raise BadFrame(f"unknown region encoding {region.encoding!r}")
+
+    def _decode_video(self, region: Region, target: Pixels) -> None:
+        """Decode one H.264 access unit with the stream's one decoder into `target`."""
+        try:
+            import av
+        except ImportError:  # pragma: no cover - av is a dependency
+            raise BadFrame("H.264 frames need PyAV, which is not installed") from None
+        if self._video is None or self._video_size != (region.width, region.height):
+            context = av.CodecContext.create("h264", "r")
+            context.thread_count = 1  # frame threading would hold pictures back (latency)
+            self._video, self._video_size = context, (region.width, region.height)
+        try:
+            pictures = self._video.decode(av.Packet(region.data))
+        except (av.FFmpegError, ValueError) as exc:
+            self._video = None  # start clean at the agent's next IDR
+            raise BadFrame(f"an H.264 region does not decode: {exc}") from None
+        if not pictures:
+            raise BadFrame("an H.264 region decoded to no picture")
+        picture = pictures[-1]
+        if (picture.width, picture.height) != (region.width, region.height):
+            raise BadFrame(
+                f"an H.264 region is {picture.width}x{picture.height}, "
+                f"not the stated {region.width}x{region.height}"
+            )
+        target[:] = picture.to_ndarray(format="bgra")
 
     def copy(self) -> Pixels:
         """A snapshot of the visible pixels (for a screenshot; the live buffer keeps changing)."""

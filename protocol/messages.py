@@ -132,6 +132,10 @@ class Encoding(IntEnum):
     ZLIB_BGRA = 2  # lossless: zlib over raw BGRA rows (text, UI chrome)
     SOLID = 3  # a single colour: 4 bytes B, G, R, A
     BLANK = 4  # the screen is withheld (hand-back): draw the privacy curtain
+    # appended by the streaming issue (8): one H.264 access unit (Annex B, libx264
+    # baseline-like, no B-frames) covering the whole monitor; the console keeps one
+    # decoder per stream, so the agent starts every run of H264 frames with an IDR
+    H264 = 5
 
 
 class MouseButton(IntEnum):

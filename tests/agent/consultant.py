@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -97,6 +98,9 @@ class Consultant:
                 area[:] = simplejpeg.decode_jpeg(r.data, colorspace="BGRA")
             elif r.encoding is Encoding.SOLID:
                 area[:] = np.frombuffer(r.data, np.uint8)
+            elif r.encoding is Encoding.ZLIB_BGRA:  # small changes and still-screen refinement
+                raw = zlib.decompress(r.data)
+                area[:] = np.frombuffer(raw, np.uint8).reshape(r.height, r.width, 4)
             else:
                 raise AssertionError(f"unexpected encoding {r.encoding}")
         if frame.final and self.ack_frames and self.conn is not None and self.conn.session.live:

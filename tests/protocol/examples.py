@@ -5,6 +5,10 @@ from __future__ import annotations
 from protocol import messages as m
 
 REGION = m.Region(x=0, y=0, width=64, height=64, encoding=m.Encoding.JPEG, data=b"\xff\xd8jpeg")
+# Encoding.H264 (appended by the streaming issue): a whole-monitor access unit
+VIDEO = m.Region(
+    x=0, y=0, width=1920, height=1080, encoding=m.Encoding.H264, data=b"\x00\x00\x00\x01e"
+)
 MONITOR = m.Monitor(
     index=0, x=0, y=0, width=1920, height=1080, scale_percent=125, primary=True, name="DP-1"
 )
@@ -49,7 +53,12 @@ EXAMPLES: dict[type[m.Message], m.Message] = {
     m.HandBackStarted: m.HandBackStarted(by=m.Party.CONSOLE),
     m.HandBackEnded: m.HandBackEnded(),
     m.Frame: m.Frame(
-        frame_id=7, final=True, captured_at_ns=123, width=1920, height=1080, regions=(REGION,)
+        frame_id=7,
+        final=True,
+        captured_at_ns=123,
+        width=1920,
+        height=1080,
+        regions=(REGION, VIDEO),
     ),
     m.FrameAck: m.FrameAck(frame_id=7),
     m.Cursor: m.Cursor(

@@ -1,0 +1,185 @@
+"""The stream's per-frame codec choice, end to end through the console's framebuffer.
+
+No display: synthetic BGRA screens go through `agent.screen.StreamEncoder`, the
+protocol's codec (encode/decode) and `console.framebuffer.FrameBuffer`, and the
+console's picture is compared with the screen bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from agent.screen import (
+    QUIET_AFTER_CAPTURES,
+    QUIET_STRIDE,
+    FrameEncoder,
+    StreamEncoder,
+    frame_parts,
+    video_encoder_for,
+)
+from console.errors import BadFrame
+from console.framebuffer import FrameBuffer
+from protocol.codec import decode_inner, encode
+from protocol.messages import Encoding, Frame, Region
+
+W, H = 640, 384  # 10 × 6 tiles
+
+
+def text_screen(seed: int = 1) -> npt.NDArray[np.uint8]:
+    """Dark page with light 'glyphs': sharp edges that JPEG cannot keep exact."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((H, W, 4), np.uint8)
+    img[:, :, :3] = (0x18, 0x14, 0x10)
+    img[:, :, 3] = 255
+    glyphs = rng.random((H, W)) < 0.2
+    img[glyphs, :3] = (0xE9, 0xDE, 0xD8)
+    return img
+
+
+class Pipe:
+    """Agent stream → wire bytes → console framebuffer."""
+
+    def __init__(self, refine_per_frame: int = 170) -> None:
+        self.stream = StreamEncoder(W, H, FrameEncoder(), refine_per_frame=refine_per_frame)
+        self.fb = FrameBuffer()
+        self.frame_id = 0
+
+    def step(self, screen: npt.NDArray[np.uint8]) -> list[Region]:
+        regions = self.stream.regions(screen)
+        if regions:
+            self.frame_id += 1
+            for part in frame_parts(
+                frame_id=self.frame_id, captured_at_ns=0, width=W, height=H, regions=regions
+            ):
+                self.fb.apply(decode_inner(encode(part)))  # type: ignore[arg-type]
+        return regions
+
+    def exact(self, screen: npt.NDArray[np.uint8]) -> bool:
+        return bool(np.array_equal(self.fb.pixels[:, :, :3], screen[:, :, :3]))
+
+
+def test_a_full_screen_change_goes_jpeg_then_still_tiles_become_exact() -> None:
+    pipe, screen = Pipe(), text_screen()
+    first = pipe.step(screen)
+    assert {r.encoding for r in first} == {Encoding.JPEG}
+    assert not pipe.exact(screen)  # JPEG smears the glyphs
+    assert pipe.step(screen) == []  # still for one capture: not yet
+    refined = pipe.step(screen)  # still for two captures: the lossless copy
+    assert refined and {r.encoding for r in refined} <= {Encoding.ZLIB_BGRA, Encoding.SOLID}
+    assert pipe.exact(screen)
+    assert pipe.stream.pending_refinement == 0
+    assert pipe.step(screen) == []  # nothing more once exact
+
+
+def test_a_small_change_is_sent_lossless_and_is_exact_at_once() -> None:
+    pipe, screen = Pipe(), text_screen()
+    for _ in range(4):
+        pipe.step(screen)
+    assert pipe.exact(screen)
+    screen[100:118, 200:209, :3] = (255, 255, 255)  # a typed character
+    regions = pipe.step(screen)
+    assert [r.encoding for r in regions] == [Encoding.ZLIB_BGRA]
+    assert pipe.exact(screen)
+
+
+def test_content_that_keeps_moving_is_not_refined_until_it_stops() -> None:
+    pipe, screen = Pipe(), text_screen()
+    for _ in range(4):
+        pipe.step(screen)
+    for k in range(6):  # a 'video' in the top half, changing every capture
+        screen[: H // 2] = text_screen(10 + k)[: H // 2]
+        regions = pipe.step(screen)
+        assert {r.encoding for r in regions} == {Encoding.JPEG}
+        assert all(r.y < H // 2 for r in regions)  # the still bottom half is left alone
+    assert pipe.stream.pending_refinement == (H // 2 // 64) * (W // 64)
+    for _ in range(3):
+        pipe.step(screen)
+    assert pipe.exact(screen)
+
+
+def test_refinement_is_spread_over_frames_and_completes() -> None:
+    pipe, screen = Pipe(refine_per_frame=7), text_screen()
+    pipe.step(screen)
+    tiles = pipe.stream.pending_refinement
+    assert tiles == 60
+    frames = 0
+    while pipe.stream.pending_refinement and frames < 20:
+        before = pipe.stream.pending_refinement
+        pipe.step(screen)
+        assert before - pipe.stream.pending_refinement <= 7
+        frames += 1
+    assert pipe.exact(screen)
+    assert frames == 1 + -(-tiles // 7)  # one capture of waiting, then 7 tiles a frame
+
+
+def test_reset_sends_the_whole_screen_again_and_it_still_ends_exact() -> None:
+    pipe, screen = Pipe(), text_screen()
+    for _ in range(4):
+        pipe.step(screen)
+    pipe.stream.reset()
+    pipe.fb = FrameBuffer()  # a new viewer
+    assert pipe.step(screen)
+    for _ in range(3):
+        pipe.step(screen)
+    assert pipe.exact(screen)
+
+
+def test_a_quiet_screen_still_sees_every_change() -> None:
+    pipe, screen = Pipe(), text_screen()
+    for _ in range(QUIET_AFTER_CAPTURES + 5):  # long enough still to sample rows only
+        pipe.step(screen)
+    assert pipe.exact(screen)
+    screen[200:216, 300:310, :3] = 255  # a glyph: seen by the first sampled capture
+    assert pipe.step(screen)
+    assert pipe.exact(screen)
+    for _ in range(QUIET_AFTER_CAPTURES + 5):
+        pipe.step(screen)
+    screen[333, 10:600, :3] = (0, 0, 255)  # one row thin: seen within QUIET_STRIDE captures
+    seen = [bool(pipe.step(screen)) for _ in range(QUIET_STRIDE)]
+    assert any(seen)
+    assert pipe.exact(screen)
+
+
+def pan(step: int) -> npt.NDArray[np.uint8]:
+    """A smooth 'photo' panning sideways: every tile changes every capture."""
+    y, x = np.mgrid[0:H, 0 : W + 400]
+    base = np.zeros((H, W + 400, 4), np.uint8)
+    base[:, :, 0] = (x * 0.7 + y * 0.2) % 256
+    base[:, :, 1] = (np.sin(x / 37.0) * 90 + 128).astype(np.uint8)
+    base[:, :, 2] = (y * 0.6) % 256
+    base[:, :, 3] = 255
+    return np.ascontiguousarray(base[:, 16 * step : 16 * step + W])
+
+
+def test_full_screen_motion_goes_h264_and_ends_exact_when_it_stops() -> None:
+    pipe = Pipe()
+    pipe.stream.video = video_encoder_for(W, H)
+    assert pipe.stream.video is not None, "PyAV with libx264 is a dependency"
+    kinds = []
+    for step in range(8):
+        screen = pan(step)
+        regions = pipe.step(screen)
+        kinds.append({r.encoding for r in regions})
+    assert kinds[2:] == [{Encoding.H264}] * 6  # a run of motion becomes video
+    assert psnr(pipe.fb.pixels, screen) > 30  # the decoded picture is the screen, lossy
+    for _ in range(4):
+        pipe.step(screen)
+    assert pipe.exact(screen)  # still: refined lossless over the video picture
+    pipe.step(pan(20))  # a new run starts with an IDR the decoder takes on its own
+    pipe.step(pan(21))
+    assert {r.encoding for r in pipe.step(pan(22))} == {Encoding.H264}
+    assert psnr(pipe.fb.pixels, pan(22)) > 30
+
+
+def test_a_broken_h264_region_is_a_bad_frame_not_a_crash() -> None:
+    fb = FrameBuffer()
+    bad = Region(x=0, y=0, width=W, height=H, encoding=Encoding.H264, data=b"\x00\x00\x01junk")
+    with pytest.raises(BadFrame):
+        fb.apply(Frame(frame_id=1, captured_at_ns=0, width=W, height=H, regions=(bad,)))
+
+
+def psnr(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
+    mse = float(np.mean((a[:, :, :3].astype(np.int32) - b[:, :, :3]) ** 2))
+    return 99.0 if mse == 0 else 10 * float(np.log10(255 * 255 / mse))
