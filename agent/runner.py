@@ -910,6 +910,7 @@ class SessionRunner:
         captured_at = time.time_ns()
         raw = capture.grab(monitor)
         bgra = np.frombuffer(raw, dtype=np.uint8).reshape(monitor.height, monitor.width, 4)
+        stream.adapt(self._pacer.round_trip)  # read across threads: a float, atomically
         regions = stream.regions(bgra)
         frames: list[Frame] = []
         if regions:

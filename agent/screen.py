@@ -10,8 +10,8 @@ else JPEG encoded by simplejpeg straight from BGRA (no `.rgb` conversion).
 `StreamEncoder` chooses per frame: a small change (typing, a caret) goes out
 lossless (`ZLIB_BGRA`) at once; a large one as JPEG (~4 ms a 1080p frame),
 and JPEG tiles that then stay still are sent again lossless, so the console's
-picture becomes exact within ~0.1 s of the screen going still. When nearly
-the whole screen keeps changing (a video, a scrolled page), frames go out as
+picture becomes exact within ~0.1 s of the screen going still. When half or more
+of the screen keeps changing (a video, a scrolled page), frames go out as
 H.264 (`VideoEncoder`, libx264 through PyAV) instead, refined the same way
 once the motion stops.
 """
@@ -214,7 +214,7 @@ REFINE_TILES_PER_FRAME = 170
 after a full-screen change never holds back a new change for long."""
 
 
-VIDEO_FRACTION = 0.9
+VIDEO_FRACTION = 0.5
 """A frame is a video frame when at least this share of the tiles changed ..."""
 
 VIDEO_AFTER_FRAMES = 2
@@ -270,6 +270,17 @@ class VideoEncoder:
         return b"".join(bytes(packet) for packet in self._context.encode(frame))
 
 
+SLOW_ROUND_TRIP = 0.15
+"""A frame acknowledged more than this long after it was sent (seconds) means the
+link is the bottleneck: pictures get smaller (`DEGRADED_JPEG_QUALITY`, `DEGRADED_CRF`)."""
+
+FAST_ROUND_TRIP = 0.06
+"""Back to full quality once frames are acknowledged this fast again (hysteresis)."""
+
+DEGRADED_JPEG_QUALITY = 40
+DEGRADED_CRF = 33
+
+
 def video_encoder_for(width: int, height: int) -> VideoEncoder | None:
     """A `VideoEncoder` when PyAV with libx264 is there and the size suits H.264, else None."""
     if width % 2 or height % 2:
@@ -315,6 +326,9 @@ class StreamEncoder:
         self._video_tiles = max(1, int(VIDEO_FRACTION * self._lossy.size))
         self._large_run = 0  # captures in a row with a large change
         self._in_video = False
+        self.degraded = False  # smaller pictures for a slow link (`adapt`)
+        self._quality = encoder.quality
+        self._crf = video.crf if video is not None else VIDEO_CRF
 
     def reset(self) -> None:
         """The next frame sends the whole screen (a new viewer, a failed grab)."""
@@ -323,6 +337,28 @@ class StreamEncoder:
         self._still[:] = 0
         self._large_run = 0
         self._in_video = False
+
+    def adapt(self, round_trip: float | None) -> None:
+        """Pick picture quality from the latest frame send→ack time (seconds).
+
+        The ack window already keeps queues short; on a slow link each frame also
+        takes long to cross, so lowering the quality raises the frame rate and
+        lowers the latency. Lossless refinement still follows once still.
+        """
+        if round_trip is None:
+            return
+        if not self.degraded and round_trip > SLOW_ROUND_TRIP:
+            self._set_degraded(True)
+        elif self.degraded and round_trip < FAST_ROUND_TRIP:
+            self._set_degraded(False)
+
+    def _set_degraded(self, degraded: bool) -> None:
+        self.degraded = degraded
+        self.encoder.quality = DEGRADED_JPEG_QUALITY if degraded else self._quality
+        if self.video is not None:
+            self.video.crf = DEGRADED_CRF if degraded else self._crf
+            self.video.restart()
+            self._in_video = False
 
     @property
     def pending_refinement(self) -> int:

@@ -26,7 +26,7 @@ Per workload and system, over a window of `--seconds` while the workload plays:
   console; RFB carries no capture time, so VNC shows "n/a";
 - PSNR: zgoda, of the console framebuffer against the very frame the agent
   captured (sampled); all systems, "PSNR still": of the viewer's framebuffer
-  against the screen 100 ms after the workload stopped;
+  against the screen 100 ms after the workload stopped (∞ if already exact);
 - exact: seconds from the workload's last change to the viewer's framebuffer
   equal to the screen bit for bit (RGB), watched for 3 s ("never" if not).
 
@@ -433,21 +433,31 @@ async def measure(
 
 
 async def exactness(viewer: Viewer, result: Result, display: str, still_ns: int) -> None:
-    """Watch the viewer's framebuffer after the screen went still (bounded)."""
-    await viewer.pump(max(0.0, 0.1 - (time.time_ns() - still_ns) / 1e9))
+    """Watch the viewer's framebuffer from the moment the screen went still (bounded).
+
+    The screenshot is taken at once (the screen no longer changes); PSNR is taken
+    at the first check 100 ms or more after the last change, unless exact sooner.
+    """
     screen = grab(display)
-    result.psnr_still = psnr(viewer.pixels(), screen)
+    psnr_at = still_ns + 100_000_000
     deadline = time.monotonic() + EXACT_WATCH_SECONDS
     last = None
     while True:
+        now = time.time_ns()
         counters = viewer.counters()
         if counters != last:
             last = counters
             if rgb_equal(viewer.pixels(), screen):
                 # the moment of the check, not of the frame: an upper bound within ~10 ms
-                result.exact_s = max(0.0, (time.time_ns() - still_ns) / 1e9)
+                result.exact_s = max(0.0, (now - still_ns) / 1e9)
+                if math.isnan(result.psnr_still):
+                    result.psnr_still = math.inf
                 return
+        if math.isnan(result.psnr_still) and now >= psnr_at:
+            result.psnr_still = psnr(viewer.pixels(), screen)
         if time.monotonic() >= deadline:
+            if math.isnan(result.psnr_still):
+                result.psnr_still = psnr(viewer.pixels(), screen)
             return
         await viewer.pump(0.01)
 

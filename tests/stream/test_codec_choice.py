@@ -183,3 +183,26 @@ def test_a_broken_h264_region_is_a_bad_frame_not_a_crash() -> None:
 def psnr(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
     mse = float(np.mean((a[:, :, :3].astype(np.int32) - b[:, :, :3]) ** 2))
     return 99.0 if mse == 0 else 10 * float(np.log10(255 * 255 / mse))
+
+
+def test_a_slow_link_lowers_the_quality_and_a_fast_one_restores_it() -> None:
+    pipe = Pipe()
+    pipe.stream.video = video_encoder_for(W, H)
+    assert pipe.stream.video is not None
+    full = pipe.stream.encoder.quality
+    pipe.stream.adapt(0.1)  # between the thresholds: no change
+    assert not pipe.stream.degraded
+    pipe.stream.adapt(0.4)
+    assert pipe.stream.degraded
+    assert pipe.stream.encoder.quality < full
+    for step in range(5):  # video after the switch still decodes (a fresh IDR)
+        pipe.step(pan(step))
+    assert psnr(pipe.fb.pixels, pan(4)) > 25
+    pipe.stream.adapt(0.1)  # hysteresis: not yet
+    assert pipe.stream.degraded
+    pipe.stream.adapt(0.01)
+    assert not pipe.stream.degraded
+    assert pipe.stream.encoder.quality == full
+    for _ in range(4):
+        pipe.step(pan(4))
+    assert pipe.exact(pan(4))
