@@ -54,9 +54,13 @@ class FramePacer:
     def window_open(self) -> bool:
         return len(self._in_flight) < self.window
 
-    def delay(self) -> float:
-        """Seconds to wait before the next capture for the fps cap (0 = now)."""
-        return max(0.0, self._last_capture + self.interval - self._clock())
+    def delay(self, interval: float | None = None) -> float:
+        """Seconds to wait before the next capture for the fps cap (0 = now).
+
+        `interval` replaces the cap's interval (a quiet screen is polled slower).
+        """
+        step = self.interval if interval is None else interval
+        return max(0.0, self._last_capture + step - self._clock())
 
     def captured(self) -> None:
         self._last_capture = self._clock()

@@ -55,6 +55,7 @@ from agent.platform import default_platform
 from agent.platform.base import MonitorInfo, Platform, PlatformError, ScreenCapture
 from agent.screen import (
     DEFAULT_JPEG_QUALITY,
+    QUIET_INTERVAL,
     FrameEncoder,
     StreamEncoder,
     frame_parts,
@@ -218,6 +219,7 @@ class SessionRunner:
         self._hand_back_task: asyncio.Task[None] | None = None
         self._stream_task: asyncio.Task[None] | None = None
         self._ack_event: asyncio.Event | None = None
+        self._input_event: asyncio.Event | None = None
         self._injector: Injector | None = None
         self._end_hotkey = end_hotkey
         self._resume_grace = resume_grace  # None: the protocol's RESUME_GRACE_SECONDS
@@ -302,6 +304,7 @@ class SessionRunner:
         self._main_task = asyncio.current_task()
         self._send_lock = asyncio.Lock()
         self._ack_event = asyncio.Event()
+        self._input_event = asyncio.Event()  # consultant input: a quiet screen is looked at now
         with self._lock:
             self._loop = asyncio.get_running_loop()
             pending, self._pending = self._pending, []
@@ -782,6 +785,8 @@ class SessionRunner:
             injector.close()  # releases held keys and buttons before returning
 
     def _inject(self, message: Message) -> None:
+        if self._input_event is not None:
+            self._input_event.set()
         injector = self._injector
         if injector is None or not injector.submit(message, self._monitor):
             self.stats.input_refused += 1
@@ -859,7 +864,15 @@ class SessionRunner:
                 self._ack_event.clear()
                 await self._ack_event.wait()
             delay = self._pacer.delay()
-            if delay > 0:
+            if stream.quiet and self._input_event is not None:
+                # a still screen is looked at less often (idle CPU), unless the
+                # consultant's input is about to change it
+                self._input_event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._input_event.wait(), max(delay, self._pacer.delay(QUIET_INTERVAL))
+                    )
+            elif delay > 0:
                 await asyncio.sleep(delay)
             self._pacer.captured()
             frame_id = self._frame_id + 1

@@ -18,6 +18,7 @@ once the motion stops.
 
 from __future__ import annotations
 
+import time
 import zlib
 from dataclasses import dataclass
 from fractions import Fraction
@@ -38,6 +39,11 @@ DEFAULT_JPEG_QUALITY = 70
 
 QUIET_AFTER_CAPTURES = 30
 """After ~1 s without a change the diff samples rows first (`QUIET_STRIDE`)."""
+
+QUIET_INTERVAL = 0.1
+"""Seconds between captures of a quiet screen (10 a second instead of 30): idle CPU
+falls to a third; a change the PC's user makes after a still second reaches the
+console up to 0.1 s later, the consultant's own input wakes the capture at once."""
 
 QUIET_STRIDE = 4
 """Rows sampled on a still screen: a quarter of the compare work, at the cost of
@@ -79,6 +85,11 @@ class TileDiff:
         self._quiet = 0
 
     @property
+    def quiet(self) -> bool:
+        """No change for QUIET_AFTER_CAPTURES captures in a row."""
+        return self._quiet >= QUIET_AFTER_CAPTURES
+
+    @property
     def grid(self) -> tuple[int, int]:
         """Tile rows × tile columns."""
         return len(self._row_starts), len(self._col_starts)
@@ -104,7 +115,7 @@ class TileDiff:
             self._full = False
             np.copyto(self._previous, pixels)
             return np.ones(self.grid, np.bool_)
-        if self._quiet >= QUIET_AFTER_CAPTURES:
+        if self.quiet:
             # a still screen: look at every QUIET_STRIDE-th row only, a different set
             # each time, so a change is seen at once if it is QUIET_STRIDE rows tall
             # (text, windows) and within QUIET_STRIDE captures if it is thinner
@@ -275,7 +286,11 @@ SLOW_ROUND_TRIP = 0.15
 link is the bottleneck: pictures get smaller (`DEGRADED_JPEG_QUALITY`, `DEGRADED_CRF`)."""
 
 FAST_ROUND_TRIP = 0.06
-"""Back to full quality once frames are acknowledged this fast again (hysteresis)."""
+"""Back to full quality once frames are acknowledged this fast again ..."""
+
+RESTORE_AFTER = 2.0
+"""... for this many seconds in a row (hysteresis: each switch restarts the video
+with an IDR, which on a slow link is the largest frame of all)."""
 
 DEGRADED_JPEG_QUALITY = 40
 DEGRADED_CRF = 33
@@ -327,6 +342,7 @@ class StreamEncoder:
         self._large_run = 0  # captures in a row with a large change
         self._in_video = False
         self.degraded = False  # smaller pictures for a slow link (`adapt`)
+        self._fast_since: float | None = None
         self._quality = encoder.quality
         self._crf = video.crf if video is not None else VIDEO_CRF
 
@@ -338,7 +354,7 @@ class StreamEncoder:
         self._large_run = 0
         self._in_video = False
 
-    def adapt(self, round_trip: float | None) -> None:
+    def adapt(self, round_trip: float | None, now: float | None = None) -> None:
         """Pick picture quality from the latest frame send→ack time (seconds).
 
         The ack window already keeps queues short; on a slow link each frame also
@@ -347,9 +363,18 @@ class StreamEncoder:
         """
         if round_trip is None:
             return
+        now = time.monotonic() if now is None else now
+        if round_trip >= FAST_ROUND_TRIP:
+            self._fast_since = None
+        elif self._fast_since is None:
+            self._fast_since = now
         if not self.degraded and round_trip > SLOW_ROUND_TRIP:
             self._set_degraded(True)
-        elif self.degraded and round_trip < FAST_ROUND_TRIP:
+        elif (
+            self.degraded
+            and self._fast_since is not None
+            and now - self._fast_since >= RESTORE_AFTER
+        ):
             self._set_degraded(False)
 
     def _set_degraded(self, degraded: bool) -> None:
@@ -359,6 +384,11 @@ class StreamEncoder:
             self.video.crf = DEGRADED_CRF if degraded else self._crf
             self.video.restart()
             self._in_video = False
+
+    @property
+    def quiet(self) -> bool:
+        """The screen has been still for a while and the console's picture is exact."""
+        return self.diff.quiet and not self._lossy.any()
 
     @property
     def pending_refinement(self) -> int:

@@ -1,6 +1,8 @@
 """Streaming benchmark: zgoda against x0vncserver and x11vnc on the same screen.
 
-    .venv/bin/python -m bench.stream [--seconds 5] [--write docs/benchmarks.md]
+    .venv/bin/python -m bench.stream [--seconds 5] [--write FILE]
+        [--systems zgoda,x0vncserver,x11vnc] [--workloads idle,typing,scrolling,fullscreen]
+        [--link MBIT,MS]   # the agent / VNC server behind an emulated slow link
 
 One Xvfb display at 1920×1080 (no window manager) shows scripted workloads, each
 a full-screen Tk window driven by its own timer (so nothing in this process
@@ -51,7 +53,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -298,8 +300,9 @@ class ZgodaViewer(Viewer):
         self._sample_every = 5
         self.measuring = False
         self._main_tid = threading.get_native_id()
+        self._skip_tids = {self._main_tid}  # the console's thread, the link emulator's
 
-    async def open(self, tmp: Path) -> None:
+    async def open(self, tmp: Path, link: tuple[float, float] | None = None) -> None:
         from agent.frontend import ConsentAnswer
         from agent.runner import SessionRunner
         from console.client import ConsoleClient
@@ -317,8 +320,17 @@ class ZgodaViewer(Viewer):
         )
         self.session = await self.client.start_session(ticket)
         assert self.session.code is not None
+        config = config_for(self.relay)
+        relay_port = int(self.relay.url.rsplit(":", 1)[1].split("/")[0])
+        self.link = SlowLink(relay_port, *link) if link else None
+        if self.link is not None:  # the PC's uplink: agent ⇄ relay
+            port = self.link.start()
+            config = replace(
+                config, relay_url=config.relay_url.replace(f":{relay_port}", f":{port}")
+            )
+            self._skip_tids.add(self.link.native_id)
         self.runner = SessionRunner(
-            config_for(self.relay),
+            config,
             self.session.code,
             ScriptedUI(ConsentAnswer.VIEW_ONLY),
             end_hotkey=None,
@@ -362,7 +374,7 @@ class ZgodaViewer(Viewer):
         tids = [int(t) for t in os.listdir("/proc/self/task")]
         agent = 0.0
         for tid in tids:
-            if tid != self._main_tid:
+            if tid not in self._skip_tids:
                 with contextlib.suppress(FileNotFoundError):  # a helper thread ended
                     agent += thread_cpu(tid)
         console = thread_cpu(self._main_tid)
@@ -376,6 +388,88 @@ class ZgodaViewer(Viewer):
             await asyncio.to_thread(self.runner.wait, 10)
             await self.client.close()
             self.relay.stop()
+            if self.link is not None:
+                self.link.close()
+
+
+class SlowLink:
+    """A TCP proxy on its own thread that behaves like a slow link (both ways).
+
+    Each chunk leaves after the ones before it at `rate` bytes/s and arrives
+    `delay` seconds later; the buffer is unbounded, like a bloated router's, so a
+    sender that does not pace itself builds a queue and its latency grows.
+    (`tc netem` in a network namespace would be the kernel's way; this kernel has
+    no sch_netem, see docs/benchmarks.md.)
+    """
+
+    def __init__(self, upstream_port: int, rate: float, delay: float) -> None:
+        self.upstream_port, self.rate, self.delay = upstream_port, rate, delay
+        self.native_id = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._port = 0
+        self._thread = threading.Thread(target=self._run, name="bench-slow-link", daemon=True)
+
+    def start(self) -> int:
+        """Start the proxy; return its port."""
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the link emulator did not start")
+        return self._port
+
+    def close(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        self.native_id = threading.get_native_id()
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        async with server:
+            await self._stop.wait()
+            server.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                arrive, data = await queue.get()
+                await asyncio.sleep(max(0.0, arrive - loop.time()))
+                if not data:
+                    sink.close()
+                    return
+                sink.write(data)
+                await sink.drain()
+
+        task = loop.create_task(deliver())
+        free_at = 0.0
+        try:
+            while True:
+                try:
+                    data = await source.read(16384)
+                except ConnectionError:
+                    data = b""
+                free_at = max(loop.time(), free_at) + len(data) / self.rate
+                queue.put_nowait((free_at + self.delay, data))
+                if not data:
+                    break
+            await task
+        except (ConnectionError, asyncio.CancelledError):
+            task.cancel()
 
 
 # ------------------------------------------------------------------ measuring
@@ -511,6 +605,7 @@ async def run_all(
     tmp: Path,
     systems: list[str],
     workloads: list[str],
+    link: tuple[float, float] | None = None,
 ) -> list[Result]:
     results: list[Result] = []
 
@@ -527,7 +622,7 @@ async def run_all(
 
     if "zgoda" in systems:
         viewer = ZgodaViewer()
-        await viewer.open(tmp)
+        await viewer.open(tmp, link)
         await each(viewer, viewer.close)
     for kind in ("x0vncserver", "x11vnc"):
         for quality, label in ((6, "Tight+JPEG6"), (None, "Tight lossless")):
@@ -536,10 +631,13 @@ async def run_all(
                 continue
             port = free_port()
             server = start_server(kind, env["DISPLAY"], port, env)
+            slow = SlowLink(port, *link) if link else None
             try:
-                rfb = RfbViewer(name, server.pid, port, quality)
+                rfb = RfbViewer(name, server.pid, slow.start() if slow else port, quality)
                 await each(rfb, rfb.close)
             finally:
+                if slow is not None:
+                    slow.close()
                 stop_process(server)
     return results
 
@@ -615,37 +713,6 @@ def make_photo(path: Path) -> None:
     )
 
 
-def in_namespace(netem: str, argv: list[str]) -> int:
-    """Re-run this benchmark (without --netem) inside a fresh network namespace.
-
-    Every process of the run (Xvfb, relay, agent, console, VNC servers) talks over
-    the namespace's own loopback, shaped both ways by netem; the namespace is
-    deleted afterwards, whatever happens.
-    """
-    child: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--netem":
-            skip = True
-        elif not arg.startswith("--netem="):
-            child.append(arg)
-    name = f"zgoda-bench-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
-    try:
-        run = ["ip", "netns", "exec", name]
-        subprocess.run([*run, "ip", "link", "set", "lo", "up"], check=True, timeout=10)
-        shape = ["tc", "qdisc", "add", "dev", "lo", "root", "netem", *netem.split()]
-        subprocess.run([*run, *shape], check=True, timeout=10)
-        print(f"network namespace {name}: lo shaped by netem {netem}", flush=True)
-        return subprocess.run(
-            [*run, sys.executable, "-m", "bench.stream", *child], timeout=1800
-        ).returncode
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
-
-
 def main(argv: list[str] | None = None) -> None:
     from tests.support.xdisplay import start_display
 
@@ -663,13 +730,15 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated subset of " + ", ".join(WORKLOADS),
     )
     parser.add_argument(
-        "--netem",
-        help="run the whole benchmark in a new network namespace whose loopback is shaped "
-        "by `tc qdisc ... netem ARGS` (root; e.g. 'rate 5mbit delay 20ms': 40 ms RTT)",
+        "--link",
+        help="put the agent's (and each VNC server's) side behind an emulated link, "
+        "'MBIT,MS': rate in Mbit/s each way and one-way delay (e.g. 5,20: 40 ms RTT)",
     )
     args = parser.parse_args(argv)
-    if args.netem:
-        sys.exit(in_namespace(args.netem, [a for a in (argv or sys.argv[1:])]))
+    link = None
+    if args.link:
+        mbit, ms = (float(v) for v in args.link.split(","))
+        link = (mbit * 1e6 / 8, ms / 1000)
     workloads = [w for w in args.workloads.split(",") if w in WORKLOADS]
     # a `timeout` or a kill ends through the finally blocks: no Xvfb, server or relay left
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -681,7 +750,9 @@ def main(argv: list[str] | None = None) -> None:
         photo = tmp / "photo.png"
         make_photo(photo)
         print(HEADER, flush=True)
-        results = asyncio.run(run_all(args.seconds, display.env, photo, tmp, systems, workloads))
+        results = asyncio.run(
+            run_all(args.seconds, display.env, photo, tmp, systems, workloads, link)
+        )
     finally:
         display.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -131,9 +131,11 @@ def test_a_quiet_screen_still_sees_every_change() -> None:
     for _ in range(QUIET_AFTER_CAPTURES + 5):  # long enough still to sample rows only
         pipe.step(screen)
     assert pipe.exact(screen)
+    assert pipe.stream.quiet  # the agent may now capture less often
     screen[200:216, 300:310, :3] = 255  # a glyph: seen by the first sampled capture
     assert pipe.step(screen)
     assert pipe.exact(screen)
+    assert not pipe.stream.quiet
     for _ in range(QUIET_AFTER_CAPTURES + 5):
         pipe.step(screen)
     screen[333, 10:600, :3] = (0, 0, 255)  # one row thin: seen within QUIET_STRIDE captures
@@ -190,17 +192,22 @@ def test_a_slow_link_lowers_the_quality_and_a_fast_one_restores_it() -> None:
     pipe.stream.video = video_encoder_for(W, H)
     assert pipe.stream.video is not None
     full = pipe.stream.encoder.quality
-    pipe.stream.adapt(0.1)  # between the thresholds: no change
+    pipe.stream.adapt(0.1, now=0.0)  # between the thresholds: no change
     assert not pipe.stream.degraded
-    pipe.stream.adapt(0.4)
+    pipe.stream.adapt(0.4, now=0.1)
     assert pipe.stream.degraded
     assert pipe.stream.encoder.quality < full
     for step in range(5):  # video after the switch still decodes (a fresh IDR)
         pipe.step(pan(step))
     assert psnr(pipe.fb.pixels, pan(4)) > 25
-    pipe.stream.adapt(0.1)  # hysteresis: not yet
+    pipe.stream.adapt(0.1, now=1.0)  # hysteresis: not yet
     assert pipe.stream.degraded
-    pipe.stream.adapt(0.01)
+    pipe.stream.adapt(0.01, now=2.0)  # fast, but not for long enough
+    pipe.stream.adapt(0.3, now=2.5)  # a slow one again restarts the count
+    pipe.stream.adapt(0.01, now=3.0)
+    pipe.stream.adapt(0.01, now=4.9)
+    assert pipe.stream.degraded
+    pipe.stream.adapt(0.01, now=5.0)
     assert not pipe.stream.degraded
     assert pipe.stream.encoder.quality == full
     for _ in range(4):
