@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -146,17 +147,33 @@ async def test_link_cut_and_restored_within_grace_loses_and_doubles_nothing(
     try:
         runner = await start(side, consultant, None, relay_url=url)
         target.focus_entry()
+        cut_at = time.monotonic()
         link.cut()
         await consultant.wait_for(PeerAwayEvent)
+        away_at = time.monotonic()
         # typed while the agent is away: held by the console, resent after the resume
         await consultant.send(TypeText(text="typed during the outage"))
         await until(lambda: target.entry_text() == "typed during the outage")
+        print(
+            f"resume: peer away after {away_at - cut_at:.2f} s, "
+            f"text typed {time.monotonic() - cut_at:.2f} s after the cut"
+        )
         frames = consultant.count(Frame)
         await consultant.wait_until(lambda: consultant.count(Frame) > frames)
+        print(f"resume: next frame {time.monotonic() - cut_at:.2f} s after the cut")
         await asyncio.sleep(QUIET)
         assert target.entry_text() == "typed during the outage"  # once, not twice
         assert not runner.finished
         assert link.connections >= 2  # it really reconnected
+        stop_at = time.monotonic()
+        runner.end()
+        await consultant.ended()
+        told_at = time.monotonic()
+        await side.ended()
+        print(
+            f"resume: after the user's end the console knew in {told_at - stop_at:.2f} s, "
+            f"the engine's thread finished in {time.monotonic() - stop_at:.2f} s"
+        )
     finally:
         side.stop()
         await consultant.close()
