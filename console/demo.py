@@ -484,6 +484,11 @@ async def scripted_call(out: Path) -> dict[str, Any]:
             shot = screen.screenshot("employee-5-ended.png")
             report.step("consultant ended the session", screenshot=shot)
             history = await client.history(ticket.id)
+            for _ in range(50):  # the agent's last receipt may still be on its way
+                if any(e.get("kind") == "consent.ended" for e in history):
+                    break
+                await asyncio.sleep(0.1)
+                history = await client.history(ticket.id)
             await client.close_ticket(ticket.id, "Outlook repaired")
 
         audit = subprocess.run(

@@ -69,6 +69,10 @@ guessing is hopeless even before the claim rate limits apply to resumes too."""
 # Sealed envelopes are forwarded without decoding (`protocol.codec.is_sealed`); the
 # WebSocket layer has already refused anything over `max_message_size`.
 
+LINGER_SECONDS = 2.0
+"""How long an agent whose console left may take to close its own link (sending its
+last consent receipt first) before the relay closes it."""
+
 SWEEP_INTERVAL = 0.5
 """Deadlines are checked twice a second: timeouts are tens of seconds, so this is precise enough."""
 
@@ -153,6 +157,7 @@ class Endpoints:
         self.sessions: set[Session] = set()
         self.by_id: dict[str, Session] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._lingering: set[asyncio.Task[None]] = set()
 
     # -- lifecycle
 
@@ -586,7 +591,24 @@ class Endpoints:
             for end in ends:
                 if end not in leaving:
                     await self._send(end, encode(PeerLeft()))
-                    await self._close(end, 1000, "peer left")
+                    if end.role is Party.AGENT and leaving:
+                        # The console left on purpose: its sealed End is in front of this
+                        # PeerLeft, and the agent answers it with its ENDED receipt. Let
+                        # the agent close its own link (it does on PeerLeft) so the receipt
+                        # is not cut off by our close frame; close it ourselves after a while.
+                        self._linger(end)
+                    else:
+                        await self._close(end, 1000, "peer left")
+
+    def _linger(self, end: End) -> None:
+        async def close_later() -> None:
+            await asyncio.sleep(LINGER_SECONDS)
+            if not end.ws.closed:
+                await self._close(end, 1000, "peer left")
+
+        task = asyncio.get_running_loop().create_task(close_later())
+        self._lingering.add(task)
+        task.add_done_callback(self._lingering.discard)
 
     def _report_bytes(self, session: Session) -> None:
         metrics = self.relay.metrics
