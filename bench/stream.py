@@ -22,7 +22,8 @@ Per workload and system, over a window of `--seconds` while the workload plays:
 - fps: zgoda frames applied per second / VNC FramebufferUpdates per second;
 - KB/s: bytes received by the viewer (zgoda: sealed WebSocket messages);
 - agent/server CPU and console/viewer CPU in % of one core (zgoda: this
-  process's threads other than the main one, minus the benchmark's own hook;
+  process's CPU (ended threads included) minus the main thread's and the
+  link emulator's, minus the benchmark's own hook;
   VNC: the server process from /proc);
 - latency p50/p99 (zgoda only): capture timestamp → frame decoded in the
   console; RFB carries no capture time, so VNC shows "n/a";
@@ -371,12 +372,12 @@ class ZgodaViewer(Viewer):
         await asyncio.sleep(seconds)
 
     def cpu(self) -> tuple[float, float]:
-        tids = [int(t) for t in os.listdir("/proc/self/task")]
-        agent = 0.0
-        for tid in tids:
-            if tid not in self._skip_tids:
-                with contextlib.suppress(FileNotFoundError):  # a helper thread ended
-                    agent += thread_cpu(tid)
+        # the process's total includes threads that ended (x264's workers come and
+        # go with each encoder); take out the console's and the link emulator's
+        agent = process_cpu(os.getpid())
+        for tid in self._skip_tids:
+            with contextlib.suppress(FileNotFoundError):
+                agent -= thread_cpu(tid)
         console = thread_cpu(self._main_tid)
         return agent - self._hook_cpu, console - self._bench_cpu
 
@@ -438,8 +439,13 @@ class SlowLink:
             server.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        except (asyncio.CancelledError, ConnectionError):
+            # the emulator is shutting down: end quietly (a cancelled connection
+            # callback would be logged as an error by asyncio's stream server)
+            writer.transport.abort()
 
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
