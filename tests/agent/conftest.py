@@ -4,41 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from agent.config import AgentConfig
+from agent.frontend import ConsentAnswer
 from agent.runner import SessionRunner
 from tests.agent.consultant import WAIT, Consultant
 from tests.agent.scripted_ui import ScriptedUI
-from tests.support.relay import RelayProcess, start_relay
+from tests.support.relay import TEST_LIMITS as LOOPBACK_LIMITS
+from tests.support.relay import RelayProcess, module_relay
 from tests.support.relay import relay as relay  # the fixture, re-exported
 from tests.support.targets import TargetWindow
-from tests.support.xdisplay import XDisplay
+from tests.support.xdisplay import XDisplay, mark_x11_tests
 from tests.support.xdisplay import xdisplay as xdisplay
 
-TEST_LIMITS = {
-    "claims_per_ip_per_minute": 1000,
-    "claims_per_minute": 1000,
-    "claim_attempts_per_ip_per_minute": 1000,
-    "logins_per_ip_per_minute": 1000,
-    "resume_grace": 2.0,
-}
-"""Every test session claims from 127.0.0.1: the relay's per-address limits would
-otherwise refuse the eleventh claim of a minute (which is what they are for). A
-short resume grace lets tests where an end leaves finish in seconds."""
+TEST_LIMITS = {**LOOPBACK_LIMITS, "resume_grace": 2.0}
+"""The shared test limits (every test session claims from 127.0.0.1), and a short
+resume grace so that tests where an end leaves finish in seconds."""
 
-
-@pytest.fixture(scope="module")
-def shared_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
-    """One relay for a module's tests that do not stop or kill it."""
-    process = start_relay(tmp_path_factory.mktemp("relay") / "data", config=TEST_LIMITS)
-    try:
-        yield process
-    finally:
-        process.stop()
+shared_relay = module_relay(
+    "One relay for a module's tests that do not stop or kill it.", TEST_LIMITS
+)
 
 
 def config_for(relay: RelayProcess) -> AgentConfig:
@@ -55,6 +45,18 @@ async def wait_event(event: threading.Event, timeout: float = WAIT) -> None:
     """Wait for a threading.Event without blocking the test's loop."""
     if not await asyncio.to_thread(event.wait, timeout):
         raise AssertionError("timed out waiting for the agent")
+
+
+async def until(check: Callable[[], object], timeout: float = WAIT) -> None:
+    """Poll a condition on the agent's side (another thread), bounded.
+
+    Raises AssertionError when it does not hold within `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)
 
 
 class AgentSide:
@@ -90,6 +92,16 @@ class AgentSide:
 
 
 @pytest.fixture
+def agent(shared_relay: RelayProcess, xdisplay: XDisplay) -> Iterator[AgentSide]:
+    """The agent engine on the display, answering consent with "allow control"."""
+    side = AgentSide(shared_relay, ScriptedUI(ConsentAnswer.ALLOW_CONTROL))
+    try:
+        yield side
+    finally:
+        side.stop()
+
+
+@pytest.fixture
 async def consultant(shared_relay: RelayProcess) -> AsyncIterator[Consultant]:
     c = Consultant(shared_relay)
     try:
@@ -100,8 +112,4 @@ async def consultant(shared_relay: RelayProcess) -> AsyncIterator[Consultant]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item], config: pytest.Config) -> None:
     del config
-    here = Path(__file__).parent
-    for item in items:
-        names = getattr(item, "fixturenames", ())
-        if here in Path(str(item.fspath)).parents and "xdisplay" in names:
-            item.add_marker(pytest.mark.x11)
+    mark_x11_tests(items, Path(__file__).parent)

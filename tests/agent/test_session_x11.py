@@ -18,7 +18,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +70,7 @@ from protocol.messages import (
     SelectMonitor,
     TypeText,
 )
-from tests.agent.conftest import AgentSide, wait_event
+from tests.agent.conftest import AgentSide, until, wait_event
 from tests.agent.consultant import WAIT, Consultant
 from tests.agent.linkproxy import LinkProxy
 from tests.agent.scripted_ui import ScriptedUI
@@ -82,24 +82,6 @@ QUIET = 0.6
 """How long a negative check waits for something that must not happen."""
 
 POLISH = "Zażółć gęślą jaźń ĄĆĘŁŃÓŚŹŻ"
-
-
-@pytest.fixture
-def agent(shared_relay: RelayProcess, xdisplay: XDisplay) -> Iterator[AgentSide]:
-    side = AgentSide(shared_relay, ScriptedUI(ConsentAnswer.ALLOW_CONTROL))
-    try:
-        yield side
-    finally:
-        side.stop()
-
-
-async def until(check: Callable[[], object], timeout: float = WAIT) -> None:
-    """Poll a condition on the agent's side (another thread), bounded."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.02)
 
 
 async def start(

@@ -9,35 +9,19 @@ import pytest
 
 from console.client import ConsoleClient
 from tests.console.qt import qapp, qloop  # noqa: F401  (fixtures of the app's tests)
-from tests.support.relay import RelayProcess, start_relay
+from tests.support.relay import TEST_LIMITS as TEST_LIMITS  # re-exported for the tests
+from tests.support.relay import RelayProcess, module_relay, running_relay
 
-TEST_LIMITS = {
-    "claims_per_ip_per_minute": 1000,
-    "claims_per_minute": 1000,
-    "claim_attempts_per_ip_per_minute": 1000,
-    "logins_per_ip_per_minute": 1000,
-}
-"""Every test claims and logs in from 127.0.0.1: the relay's per-address limits would
-otherwise refuse the eleventh claim of a minute (which is what they are for)."""
-
-
-@pytest.fixture(scope="module")
-def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
-    """One real relay per test module (tests that stop it use `own_relay`)."""
-    process = start_relay(tmp_path_factory.mktemp("relay") / "data", config=TEST_LIMITS)
-    try:
-        yield process
-    finally:
-        process.stop()
+relay = module_relay(
+    "One real relay per test module (tests that stop it use `own_relay`).", TEST_LIMITS
+)
 
 
 @pytest.fixture
 def own_relay(tmp_path: Path) -> Iterator[RelayProcess]:
-    process = start_relay(tmp_path / "relay", config=TEST_LIMITS)
-    try:
+    """A relay of the test's own, which it may stop or kill."""
+    with running_relay(tmp_path / "relay", config=TEST_LIMITS) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

@@ -10,19 +10,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.relay import RelayProcess, relay, start_relay
+from tests.support.relay import RelayProcess, module_relay, relay, start_relay
 
 __all__ = ["relay"]
 
 
-@pytest.fixture(scope="module")
-def shared_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
-    """One relay for a whole module, for tests that do not change its state in a lasting way."""
-    process = start_relay(tmp_path_factory.mktemp("relay"))
-    try:
-        yield process
-    finally:
-        process.stop()
+# production limits (no TEST_LIMITS): the relay's own tests check them
+shared_relay = module_relay(
+    "One relay for a whole module, for tests that do not change its state in a lasting way."
+)
 
 
 @pytest.fixture

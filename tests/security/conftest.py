@@ -3,30 +3,23 @@ the real agent engine on Xvfb with a real Tk target window, a headless consultan
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from agent.frontend import ConsentAnswer
-from tests.agent.conftest import TEST_LIMITS, AgentSide
+from tests.agent.conftest import TEST_LIMITS
+from tests.agent.conftest import agent as agent
+from tests.agent.conftest import target as target
 from tests.agent.consultant import Consultant
-from tests.agent.scripted_ui import ScriptedUI
 from tests.security.hostile import HostileRelay, HostileView
-from tests.support.relay import RelayProcess, start_relay
-from tests.support.targets import TargetWindow
-from tests.support.xdisplay import XDisplay
+from tests.support.relay import RelayProcess, module_relay
+from tests.support.xdisplay import mark_x11_tests
 from tests.support.xdisplay import xdisplay as xdisplay
 
-
-@pytest.fixture(scope="module")
-def shared_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
-    """One real relay for a module's tests that do not stop or kill it."""
-    process = start_relay(tmp_path_factory.mktemp("relay") / "data", config=TEST_LIMITS)
-    try:
-        yield process
-    finally:
-        process.stop()
+shared_relay = module_relay(
+    "One real relay for a module's tests that do not stop or kill it.", TEST_LIMITS
+)
 
 
 @pytest.fixture
@@ -51,25 +44,6 @@ async def consultant(
         await c.close()
 
 
-@pytest.fixture
-def agent(shared_relay: RelayProcess, xdisplay: XDisplay) -> Iterator[AgentSide]:
-    side = AgentSide(shared_relay, ScriptedUI(ConsentAnswer.ALLOW_CONTROL))
-    try:
-        yield side
-    finally:
-        side.stop()
-
-
-@pytest.fixture
-def target(xdisplay: XDisplay) -> Iterator[TargetWindow]:
-    with TargetWindow.start(xdisplay.env) as window:
-        yield window
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item], config: pytest.Config) -> None:
     del config
-    here = Path(__file__).parent
-    for item in items:
-        names = getattr(item, "fixturenames", ())
-        if here in Path(str(item.fspath)).parents and "xdisplay" in names:
-            item.add_marker(pytest.mark.x11)
+    mark_x11_tests(items, Path(__file__).parent)

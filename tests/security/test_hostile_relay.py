@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import zlib
 from collections.abc import Callable
 
@@ -43,8 +42,8 @@ from protocol.messages import (
     SessionOpened,
     TypeText,
 )
-from tests.agent.conftest import AgentSide
-from tests.agent.consultant import WAIT, Consultant
+from tests.agent.conftest import AgentSide, until
+from tests.agent.consultant import Consultant
 from tests.agent.scripted_ui import ScriptedUI
 from tests.security.hostile import HostileRelay, Leg
 from tests.security.wiretap import entropy, transcript
@@ -59,14 +58,6 @@ pings are a few dozen bytes. A relay can tell messages apart by size too; it can
 read or forge them."""
 
 SECRET_TEXT = "Tajne hasło: Zażółć gęślą jaźń 4711 " + "x" * 160
-
-
-async def until(check: Callable[[], object], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.02)
 
 
 async def start(

@@ -12,11 +12,14 @@ consultant (`relay.username` / `relay.password`, display name
 `relay.display_name`), business hours `always` and a 3 s resume grace
 (`TEST_DEFAULTS`) unless told otherwise. Its log (stderr) goes to
 `relay.log_path`. It is stopped by PID (SIGTERM, then SIGKILL) when the
-fixture ends.
+fixture ends. `module_relay(config)` makes a fixture of one relay per test
+module, and `TEST_LIMITS` lifts the per-address limits that tests, all
+connecting from 127.0.0.1, would otherwise run into.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -27,7 +30,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,28 @@ def relay_cli(
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def add_consultant(
+    data_dir: Path, username: str, name: str, password: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`zgoda relay consultant add USERNAME --name NAME --password-stdin EXTRA...`.
+
+    Raises AssertionError when the command fails.
+    """
+    result = relay_cli(
+        data_dir,
+        "consultant",
+        "add",
+        username,
+        "--name",
+        name,
+        "--password-stdin",
+        *extra,
+        stdin=password + "\n",
+    )
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 @dataclass
@@ -172,19 +197,7 @@ class RelayProcess:
     def add_consultant(
         self, username: str, name: str, password: str, *extra: str
     ) -> subprocess.CompletedProcess[str]:
-        result = relay_cli(
-            self.data_dir,
-            "consultant",
-            "add",
-            username,
-            "--name",
-            name,
-            "--password-stdin",
-            *extra,
-            stdin=password + "\n",
-        )
-        assert result.returncode == 0, result.stderr
-        return result
+        return add_consultant(self.data_dir, username, name, password, *extra)
 
     def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return relay_cli(self.data_dir, *args, stdin=stdin)
@@ -329,25 +342,51 @@ def start_relay(
     lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     (data_dir / "relay.toml").write_text("\n".join(lines) + "\n")
     if consultant:
-        result = relay_cli(
-            data_dir,
-            "consultant",
-            "add",
-            DEFAULT_USER,
-            "--name",
-            DEFAULT_NAME,
-            "--password-stdin",
-            stdin=DEFAULT_PASSWORD + "\n",
-        )
-        assert result.returncode == 0, result.stderr
+        add_consultant(data_dir, DEFAULT_USER, DEFAULT_NAME, DEFAULT_PASSWORD)
     return _spawn(data_dir, org, args, dict(env or {}), data_dir / "relay.log")
+
+
+TEST_LIMITS: dict[str, Any] = {
+    "claims_per_ip_per_minute": 1000,
+    "claims_per_minute": 1000,
+    "claim_attempts_per_ip_per_minute": 1000,
+    "logins_per_ip_per_minute": 1000,
+}
+"""Every test claims and logs in from 127.0.0.1: the relay's per-address limits would
+otherwise refuse the eleventh claim of a minute (which is what they are for). The
+relay's own tests (tests/relay) keep the production limits, which they test."""
+
+
+@contextlib.contextmanager
+def running_relay(data_dir: Path, **options: Any) -> Iterator[RelayProcess]:
+    """`start_relay(data_dir, **options)` for the block; stopped by PID when it ends.
+
+    Raises what `start_relay` raises (AssertionError, RuntimeError) when it cannot start.
+    """
+    process = start_relay(data_dir, **options)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture
 def relay(tmp_path: Path) -> Iterator[RelayProcess]:
     """A running relay with one consultant, hours `always`; stopped afterwards by PID."""
-    process = start_relay(tmp_path / "relay")
-    try:
+    with running_relay(tmp_path / "relay") as process:
         yield process
-    finally:
-        process.stop()
+
+
+def module_relay(
+    doc: str, config: Mapping[str, Any] | None = None
+) -> Callable[..., Iterator[RelayProcess]]:
+    """A module-scoped fixture (described by `doc`): one relay started with `config`
+    for a whole test module, stopped by PID after its last test. The fixture's name
+    is the name it is assigned to in a conftest: `shared_relay = module_relay(...)`."""
+
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
+        with running_relay(tmp_path_factory.mktemp("relay") / "data", config=config) as process:
+            yield process
+
+    fixture.__doc__ = doc
+    return pytest.fixture(scope="module")(fixture)

@@ -14,6 +14,7 @@ process too, because pynput reads it when first imported.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import shutil
@@ -22,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -140,9 +142,14 @@ def start_display(*, window_manager: bool = True, screen: str = SCREEN) -> XDisp
     return display
 
 
-@pytest.fixture(scope="session")
-def xdisplay() -> Iterator[XDisplay]:
-    display = start_display()
+@contextlib.contextmanager
+def current_display(*, window_manager: bool = True) -> Iterator[XDisplay]:
+    """A new display that is this process's `DISPLAY` for the block (Tk, the capture
+    and pynput read it); then the previous `DISPLAY` is restored and the display stopped.
+
+    Raises RuntimeError when the display cannot start (see `start_display`).
+    """
+    display = start_display(window_manager=window_manager)
     previous = os.environ.get("DISPLAY")
     os.environ["DISPLAY"] = display.name
     try:
@@ -153,3 +160,18 @@ def xdisplay() -> Iterator[XDisplay]:
         else:
             os.environ["DISPLAY"] = previous
         display.stop()
+
+
+@pytest.fixture(scope="session")
+def xdisplay() -> Iterator[XDisplay]:
+    with current_display() as display:
+        yield display
+
+
+def mark_x11_tests(items: list[pytest.Item], folder: Path) -> None:
+    """Mark `x11` the tests below `folder` that use the `xdisplay` fixture (for a
+    conftest's `pytest_collection_modifyitems`, which sees every collected test)."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if folder in Path(str(item.fspath)).parents and "xdisplay" in names:
+            item.add_marker(pytest.mark.x11)

@@ -21,8 +21,8 @@ import pytest
 from agent.config import AgentConfig
 from tests.agent.conftest import TEST_LIMITS
 from tests.agent.consultant import Consultant
-from tests.support.relay import RelayProcess, start_relay
-from tests.support.xdisplay import XDisplay, start_display
+from tests.support.relay import RelayProcess, module_relay
+from tests.support.xdisplay import XDisplay, current_display
 from tests.support.xdisplay import xdisplay as xdisplay
 from tests.ui.driver import TrayProcess, write_config
 
@@ -103,13 +103,7 @@ def tray_host(xdisplay: XDisplay, tmp_path_factory: pytest.TempPathFactory) -> I
         desktop.stop()
 
 
-@pytest.fixture(scope="module")
-def ui_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
-    process = start_relay(tmp_path_factory.mktemp("relay") / "data", config=TEST_LIMITS)
-    try:
-        yield process
-    finally:
-        process.stop()
+ui_relay = module_relay("One real relay per test module.", TEST_LIMITS)
 
 
 def config_for(relay: RelayProcess, **changes: str) -> AgentConfig:
@@ -216,17 +210,8 @@ def bare_display() -> Iterator[XDisplay]:
     No window manager: nothing here types into a window, and Tk's focus_force works
     without one.
     """
-    display = start_display(window_manager=False)
-    previous = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = display.name  # Tk and the capture read it
-    try:
+    with current_display(window_manager=False) as display:
         yield display
-    finally:
-        if previous is None:
-            os.environ.pop("DISPLAY", None)
-        else:
-            os.environ["DISPLAY"] = previous
-        display.stop()
 
 
 def stand_in_tray() -> Any:
