@@ -9,8 +9,10 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from protocol.attestation import load_public_key
 from protocol.codec import decode_envelope, encode
-from protocol.connection import Connection
+from protocol.codes import new_secret
+from protocol.connection import AgentConnection, CodeReady, Connection, ConsoleConnection
 from protocol.errors import RELAY_CLOSE_BASE
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import (
@@ -19,6 +21,7 @@ from protocol.messages import (
     Message,
     NameplateAllocated,
     RelayError,
+    Rights,
 )
 from tests.support.relay import RelayProcess
 
@@ -182,3 +185,28 @@ class Driver:
         if self.task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self.task, STEP_TIMEOUT)
+
+
+async def protocol_pair(
+    http: aiohttp.ClientSession, relay: RelayProcess
+) -> tuple[dict[str, Any], ConsoleConnection, Driver, AgentConnection, Driver]:
+    """Real protocol ends through the relay: a ticket, the console's code, the agent
+    typing it. Returns the ticket and each end's connection and running driver."""
+    token = relay.token()
+    ticket = relay.create_ticket(token)
+    console_conn = ConsoleConnection(
+        ticket_id=ticket["id"],
+        consultant="Anna Nowak",
+        ticket_title=ticket["title"],
+        rights=Rights.CONTROL,
+        secret=new_secret(),
+    )
+    con = Driver(console_conn, (await console(http, relay, token)).ws)
+    con.start()
+    ready = await con.wait_for(CodeReady)
+    agent_conn = AgentConnection(
+        code=ready.code, relay_key=load_public_key(relay.pubkey), org=relay.org
+    )
+    ag = Driver(agent_conn, (await agent(http, relay)).ws)
+    ag.start()
+    return ticket, console_conn, con, agent_conn, ag

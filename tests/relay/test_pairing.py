@@ -5,12 +5,8 @@ from __future__ import annotations
 import aiohttp
 
 from protocol.attestation import load_public_key, verify
-from protocol.codes import new_secret
 from protocol.connection import (
-    AgentConnection,
-    CodeReady,
     ConsentRequested,
-    ConsoleConnection,
     Keyed,
     SessionEnded,
 )
@@ -31,13 +27,13 @@ from protocol.messages import (
     Sealed,
 )
 from tests.relay.helpers import (
-    Driver,
     agent,
     allocate,
     claim,
     close_code_for,
     console,
     paired,
+    protocol_pair,
 )
 from tests.support.relay import RelayProcess
 
@@ -65,23 +61,7 @@ async def test_allocation_is_signed_with_the_relay_key_for_the_ticket(
 async def test_full_protocol_session_through_the_relay_with_consent_receipts(
     shared_relay: RelayProcess, http: aiohttp.ClientSession
 ) -> None:
-    token = shared_relay.token()
-    ticket = shared_relay.create_ticket(token)
-    console_conn = ConsoleConnection(
-        ticket_id=ticket["id"],
-        consultant="Anna Nowak",
-        ticket_title=ticket["title"],
-        rights=Rights.CONTROL,
-        secret=new_secret(),
-    )
-    con = Driver(console_conn, (await console(http, shared_relay, token)).ws)
-    con.start()
-    ready = await con.wait_for(CodeReady)
-    agent_conn = AgentConnection(
-        code=ready.code, relay_key=load_public_key(shared_relay.pubkey), org=shared_relay.org
-    )
-    ag = Driver(agent_conn, (await agent(http, shared_relay)).ws)
-    ag.start()
+    ticket, console_conn, con, agent_conn, ag = await protocol_pair(http, shared_relay)
     await ag.wait_for(Keyed)
     await con.wait_for(Keyed)
     prompt = await ag.wait_for(ConsentRequested)
@@ -101,7 +81,9 @@ async def test_full_protocol_session_through_the_relay_with_consent_receipts(
     await ag.stop()
     await con.stop()
 
-    _, history = shared_relay.api("GET", f"/api/tickets/{ticket['id']}/history", token=token)
+    _, history = shared_relay.api(
+        "GET", f"/api/tickets/{ticket['id']}/history", token=shared_relay.token()
+    )
     kinds = [e["kind"] for e in history["events"]]
     assert kinds[:3] == ["ticket.opened", "nameplate.allocated", "session.paired"]
     assert "consent.granted" in kinds

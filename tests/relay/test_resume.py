@@ -6,13 +6,8 @@ from collections.abc import Callable
 
 import aiohttp
 
-from protocol.attestation import load_public_key
-from protocol.codes import new_secret
 from protocol.connection import (
-    AgentConnection,
-    CodeReady,
     ConsentRequested,
-    ConsoleConnection,
     LinkRestored,
     PeerAwayEvent,
     SessionEnded,
@@ -37,7 +32,7 @@ from protocol.messages import (
     Sealed,
     SessionOpened,
 )
-from tests.relay.helpers import Client, Driver, agent, claim, close_code_for, console
+from tests.relay.helpers import Client, Driver, agent, claim, close_code_for, console, protocol_pair
 from tests.support.relay import RelayProcess
 
 MakeRelay = Callable[..., RelayProcess]
@@ -159,23 +154,7 @@ async def test_without_resume_a_dropped_link_ends_the_session_at_once(
 async def test_protocol_ends_carry_a_session_across_an_agent_reconnect(
     shared_relay: RelayProcess, http: aiohttp.ClientSession
 ) -> None:
-    token = shared_relay.token()
-    ticket = shared_relay.create_ticket(token)
-    console_conn = ConsoleConnection(
-        ticket_id=ticket["id"],
-        consultant="Anna Nowak",
-        ticket_title=ticket["title"],
-        rights=Rights.CONTROL,
-        secret=new_secret(),
-    )
-    con = Driver(console_conn, (await console(http, shared_relay, token)).ws)
-    con.start()
-    ready = await con.wait_for(CodeReady)
-    agent_conn = AgentConnection(
-        code=ready.code, relay_key=load_public_key(shared_relay.pubkey), org=shared_relay.org
-    )
-    ag = Driver(agent_conn, (await agent(http, shared_relay)).ws)
-    ag.start()
+    _, console_conn, con, agent_conn, ag = await protocol_pair(http, shared_relay)
     await ag.wait_for(ConsentRequested)
     agent_conn.grant(Rights.CONTROL)
     await ag.flush()
