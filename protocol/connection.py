@@ -429,12 +429,11 @@ class Connection:
         if isinstance(inner, Delivered):
             self._forget_delivered(inner.next_counter)
             return
-        if isinstance(inner, Ping):
-            self.send(Pong(nonce=inner.nonce, sent_at_ns=inner.sent_at_ns))
         if self._unacknowledged >= DELIVERY_ACK_EVERY and self.session.live:
             self._unacknowledged = 0
             self.send(Delivered(next_counter=self._channel.next_receive))
         if isinstance(inner, Ping):
+            self.send(Pong(nonce=inner.nonce, sent_at_ns=inner.sent_at_ns))
             return
         if isinstance(inner, End):
             self._finish(SessionEnded(inner.by, inner.reason, inner.detail))
