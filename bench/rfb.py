@@ -138,6 +138,14 @@ class RfbClient:
             struct.pack(">BBHHHH", 3, int(incremental), 0, 0, self.width, self.height)
         )
 
+    def pointer_event(self, buttons: int, x: int, y: int) -> None:
+        """Send a PointerEvent: `buttons` is the RFB mask (bit 0 left, 1 middle, 2 right)."""
+        self.sock.sendall(struct.pack(">BBHH", 5, buttons, x, y))
+
+    def key_event(self, down: bool, keysym: int) -> None:
+        """Send a KeyEvent for an X keysym (RFC 6143 §7.5.4)."""
+        self.sock.sendall(struct.pack(">BBxxI", 4, int(down), keysym))
+
     # ------------------------------------------------------------ updates
 
     def pump(self, until: float) -> None:
