@@ -105,6 +105,7 @@ class RelayErrorCode(IntEnum):
     SHUTTING_DOWN = 11
     INTERNAL = 12
     SESSION_UNKNOWN = 13  # a resume for a session that is gone, or with a wrong token
+    STORAGE_FULL = 14  # the relay's disk is full: it cannot record a new session
 
 
 class AbortReason(IntEnum):

@@ -20,7 +20,7 @@ from aiohttp import web
 from protocol.limits import PROTOCOL_VERSION
 from relay import accounts
 from relay.core import Relay
-from relay.store import Consultant, StoreError, Ticket
+from relay.store import Consultant, StorageFull, StoreError, Ticket
 
 log = logging.getLogger("zgoda.relay")
 
@@ -33,6 +33,11 @@ TICKET_FIELDS = {"caller_name": 128, "company": 128, "phone": 32, "problem": 400
 TITLE_LENGTH = 120
 """A ticket's title is the first line of the problem, cut to fit a consent dialog."""
 RESOLUTION_LENGTH = 4000
+
+STORAGE_FULL_MESSAGE = (
+    "The relay's disk is full, so nothing new can be saved. "
+    "Please tell the helpdesk's administrator."
+)
 
 
 class ApiError(Exception):
@@ -67,6 +72,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = exc.reason.lower().replace(" ", "_")
         return json_error(exc.status, code, f"{exc.reason}.")
+    except StorageFull:
+        # logged once for the admin by Relay.db; the caller gets a sentence, not a 500
+        return json_error(507, "storage_full", STORAGE_FULL_MESSAGE)
     except Exception:
         log.exception("API %s %s failed", request.method, request.path)
         return json_error(500, "internal", "The relay had an internal error.")

@@ -25,7 +25,7 @@ from protocol.errors import ConfigError
 from relay import accounts
 from relay.config import RelayConfig, load_config
 from relay.keys import load_or_create_relay_key
-from relay.store import SQLiteStore, StoreError
+from relay.store import SQLiteStore, StorageFull, StoreError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -221,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         return _audit(args, config)
     except (ConfigError, StoreError, ValueError) as exc:
         print(f"zgoda relay: {exc}", file=sys.stderr)
+        return 2
+    except StorageFull as exc:
+        print(f"zgoda relay: the disk is full, nothing was changed: {exc}", file=sys.stderr)
         return 2
 
 

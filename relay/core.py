@@ -20,7 +20,7 @@ from relay.hours import BusinessHours
 from relay.metrics import Metrics
 from relay.nameplates import NameplateDirectory
 from relay.ratelimit import SlidingWindow
-from relay.store import AuditRow, Store
+from relay.store import AuditRow, StorageFull, Store
 
 if TYPE_CHECKING:
     from relay.sessions import End
@@ -53,6 +53,8 @@ class Relay:
         self.logins_per_ip = SlidingWindow(config.logins_per_ip_per_minute)
         self.shutting_down = False
         self._alarm_until = 0.0
+        self._full_logged_until = 0.0  # monotonic: one STORAGE FULL line per minute
+        self.storage_full_since = 0.0  # wall clock of the first refused write; 0: writable
         self.session_counter = 0
 
     # -- time
@@ -76,15 +78,45 @@ class Relay:
     # -- storage
 
     async def db(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        """Run one store call on the database thread."""
+        """Run one store call on the database thread.
+
+        Raises what the store raises; StorageFull is logged for the admin first.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db, functools.partial(fn, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._db, functools.partial(fn, *args, **kwargs))
+        except StorageFull as exc:
+            self.storage_full(exc)
+            raise
 
     async def audit(self, kind: str, **fields: Any) -> AuditRow:
-        """Append an audit row and wait until it is committed durably."""
+        """Append an audit row and wait until it is committed durably.
+
+        Raises StorageFull when the disk is full (no row was written).
+        """
         row = await self.db(self.store.append_audit, kind, **fields)
         self.metrics.audit_rows.labels(kind).inc()
+        if self.storage_full_since:
+            log.warning(
+                "storage writable again: the audit log accepts rows (it refused writes for %.0f s)",
+                self.now() - self.storage_full_since,
+            )
+            self.storage_full_since = 0.0
         return row
+
+    def storage_full(self, exc: StorageFull) -> None:
+        """Count a write refused for want of space; log one ERROR line per minute."""
+        self.metrics.failures.labels("storage_full").inc()
+        if not self.storage_full_since:
+            self.storage_full_since = self.now()
+        now = time.monotonic()
+        if now >= self._full_logged_until:
+            self._full_logged_until = now + 60.0
+            log.error(
+                "STORAGE FULL: the relay cannot write to its database (%s); new sessions, "
+                "tickets and logins are refused until space is freed on its data dir",
+                exc,
+            )
 
     def close_storage(self) -> None:
         self._db.shutdown(wait=True)

@@ -24,6 +24,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -58,7 +59,7 @@ from protocol.messages import (
 )
 from relay.core import Relay
 from relay.nameplates import NameplatesExhausted
-from relay.store import Consultant
+from relay.store import Consultant, StorageFull
 
 log = logging.getLogger("zgoda.relay")
 
@@ -75,6 +76,15 @@ last consent receipt first) before the relay closes it."""
 
 SWEEP_INTERVAL = 0.5
 """Deadlines are checked twice a second: timeouts are tens of seconds, so this is precise enough."""
+
+STORAGE_FULL_NEW = (
+    "The relay's disk is full, so no new session can start. "
+    "Please tell the helpdesk's administrator."
+)
+STORAGE_FULL_RUNNING = (
+    "The relay's disk is full, so it cannot record this session's consent and ended it. "
+    "Please tell the helpdesk's administrator."
+)
 
 
 class State(enum.Enum):
@@ -272,6 +282,8 @@ class Endpoints:
                 # with 1000 before the relay's own RelayError and close code.
         except asyncio.CancelledError:
             raise
+        except StorageFull:  # a write no handler below expected to fail (logged by Relay.db)
+            await self._refuse(end, RelayErrorCode.STORAGE_FULL, STORAGE_FULL_NEW)
         except Exception:  # a bug must end this connection only, never the relay
             log.exception("%s %s: internal error", end.name, end.ip)
             self.relay.metrics.failures.labels("internal").inc()
@@ -389,15 +401,21 @@ class Endpoints:
             expires_at=allocation.expires_at,
             attestation=attest.sign(statement, relay.key),
         )
+        try:
+            await relay.audit(
+                "nameplate.allocated",
+                ticket_id=ticket.id,
+                actor=end.consultant.username,
+                ip=end.ip,
+                detail={"nameplate": allocation.nameplate, "expires_at": allocation.expires_at},
+            )
+        except StorageFull:
+            # No row, no session: a code the audit log does not show is never handed out.
+            relay.directory.release(allocation.nameplate, end)
+            metrics.allocations.labels("storage_full").inc()
+            raise Refusal(RelayErrorCode.STORAGE_FULL, STORAGE_FULL_NEW) from None
         metrics.allocations.labels("ok").inc()
         metrics.waiting.set(len(relay.directory))
-        await relay.audit(
-            "nameplate.allocated",
-            ticket_id=ticket.id,
-            actor=end.consultant.username,
-            ip=end.ip,
-            detail={"nameplate": allocation.nameplate, "expires_at": allocation.expires_at},
-        )
         if end.state is not State.NEW:  # the console left while the row was written
             relay.directory.release(allocation.nameplate, end)
             return
@@ -502,14 +520,18 @@ class Endpoints:
             )
             await self._send(side, encode(opened))
             await self._send(side, joined)
-        await relay.audit(
-            "session.paired",
-            ticket_id=session.ticket_id,
-            session_id=session.id,
-            actor=console.consultant.username if console.consultant else "",
-            ip=end.ip,
-            detail={"nameplate": console.nameplate, "console_ip": console.ip},
-        )
+        try:
+            await relay.audit(
+                "session.paired",
+                ticket_id=session.ticket_id,
+                session_id=session.id,
+                actor=console.consultant.username if console.consultant else "",
+                ip=end.ip,
+                detail={"nameplate": console.nameplate, "console_ip": console.ip},
+            )
+        except StorageFull:
+            # Not keyed yet, so nothing was shared: end it before it starts, both ends told.
+            await self._refuse_session(session, RelayErrorCode.STORAGE_FULL, STORAGE_FULL_NEW)
 
     # -- paired
 
@@ -538,14 +560,27 @@ class Endpoints:
         if report.kind is AuditKind.ENDED:
             session.end_reported = True
         rights = Rights(report.rights).name.lower() if report.rights else "none"
-        await self.relay.audit(
-            "consent." + AuditKind(report.kind).name.lower(),
-            ticket_id=session.ticket_id,
-            session_id=session.id,
-            actor="agent",
-            ip=end.ip,
-            detail={"rights": rights, "detail": report.detail, "consultant": session.consultant},
-        )
+        try:
+            await self.relay.audit(
+                "consent." + AuditKind(report.kind).name.lower(),
+                ticket_id=session.ticket_id,
+                session_id=session.id,
+                actor="agent",
+                ip=end.ip,
+                detail={
+                    "rights": rights,
+                    "detail": report.detail,
+                    "consultant": session.consultant,
+                },
+            )
+        except StorageFull:
+            # A consent the audit log cannot show must not go on: fail closed. Sealed
+            # traffic is forwarded without the disk, so a running session is only
+            # ended here, at its next consent receipt (grant, change, hand-back, end).
+            if not session.ended:
+                await self._refuse_session(
+                    session, RelayErrorCode.STORAGE_FULL, STORAGE_FULL_RUNNING
+                )
 
     async def _abort(self, session: Session, end: End, message: Abort) -> None:
         if message.reason is AbortReason.WRONG_CODE:
@@ -574,7 +609,7 @@ class Endpoints:
         for end in ends:
             if end.state is State.PAIRED:
                 end.state = State.CLOSED
-        await self.relay.audit(
+        await self._audit_if_space(
             "session.ended",
             ticket_id=session.ticket_id,
             session_id=session.id,
@@ -655,7 +690,7 @@ class Endpoints:
         peer = session.peer_of(end)
         log.info("%s %s: link lost in session %s; held %.0f s", end.name, end.ip, session.id, grace)
         await self._send(peer, encode(PeerAway(grace_seconds=grace)))
-        await self.relay.audit(
+        await self._audit_if_space(
             "session.link_lost",
             ticket_id=session.ticket_id,
             session_id=session.id,
@@ -723,13 +758,20 @@ class Endpoints:
         metrics.claims.labels("resumed").inc()
         await self._send(end, encode(Resumed()))
         await self._send(session.peer_of(end), encode(PeerReturned()))
-        await self.relay.audit(
+        await self._audit_if_space(
             "session.resumed",
             ticket_id=session.ticket_id,
             session_id=session.id,
             actor=end.name,
             ip=end.ip,
         )
+
+    async def _audit_if_space(self, kind: str, **fields: Any) -> None:
+        """Append a row about the session's connection (not a consent): on a full disk the
+        row is lost (Relay.db logged it) and the session's ending or resuming goes on,
+        so that no end is left waiting for a relay stuck on its disk."""
+        with contextlib.suppress(StorageFull):
+            await self.relay.audit(kind, **fields)
 
     async def _send(self, end: End, data: bytes) -> None:
         if end.ws.closed:

@@ -14,8 +14,12 @@ bypassed the triggers.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import os
+import resource
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -29,6 +33,51 @@ DB_NAME = "relay.sqlite3"
 
 class StoreError(Exception):
     """A storage request that cannot be done as asked (duplicate name, unknown row)."""
+
+
+class StorageFull(Exception):
+    """A write failed for want of space (disk or quota full, or the process's file size
+    limit reached); the transaction was rolled back, nothing of it was kept. Not a
+    StoreError: the request was fine, the disk is not, and it works again once space
+    is freed."""
+
+
+# sqlite3's primary result code for "database or disk is full" and the extended code of
+# a failed write(2), which is how an EFBIG (RLIMIT_FSIZE) write reaches SQLite.
+SQLITE_FULL = 13
+SQLITE_IOERR_WRITE = 778
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def is_storage_full(exc: BaseException, path: Path | None = None) -> bool:
+    """Whether `exc` means the store ran out of space.
+
+    SQLite reports ENOSPC as SQLITE_FULL; any other failed write(2), EFBIG included, as
+    SQLITE_IOERR_WRITE without the errno. For the latter, `path` (the database file) is
+    checked: no free blocks left on its filesystem, or a file size limit (RLIMIT_FSIZE)
+    the file has reached, count as full; anything else is a real I/O error.
+    """
+    if isinstance(exc, OSError):
+        return exc.errno in _FULL_ERRNOS
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == SQLITE_FULL:
+        return True
+    if code != SQLITE_IOERR_WRITE or path is None:
+        return False
+    try:
+        if os.statvfs(path.parent).f_bavail == 0:
+            return True
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft == resource.RLIM_INFINITY:
+            return False
+    except OSError:
+        return False
+    wal = path.with_name(path.name + "-wal")
+    largest = max((p.stat().st_size for p in (path, wal) if p.exists()), default=0)
+    # a write near the limit fails though the file is still below it: allow 1 MiB
+    return largest + (1 << 20) > soft
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +168,8 @@ def audit_hash(prev_hash: str, row: tuple[Any, ...]) -> str:
 
 
 class Store(Protocol):
-    """What the relay needs from storage. Every method may raise StoreError."""
+    """What the relay needs from storage. Every method may raise StoreError; every
+    method that writes may raise StorageFull (nothing of that call is kept)."""
 
     def add_consultant(
         self, username: str, display_name: str, password_hash: str, totp_secret: bytes | None
@@ -235,6 +285,7 @@ class SQLiteStore:
 
     Raises:
         StoreError: from the methods, for requests that cannot be done.
+        StorageFull: from a write when the disk is full (rolled back; retry later).
         sqlite3.Error: for a damaged or unwritable database (an operator problem).
     """
 
@@ -276,18 +327,51 @@ class SQLiteStore:
         return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
 
     class _Tx:
-        def __init__(self, db: sqlite3.Connection) -> None:
-            self.db = db
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error, COMMIT's own included.
+
+        A COMMIT that fails (disk full) may leave the transaction open, and SQLite
+        rolls some failures back by itself: either way the connection must end up
+        outside any transaction, or every later BEGIN would fail ("cannot start a
+        transaction within a transaction") and the relay would stay broken after
+        space is freed. Raises StorageFull for a write that failed for want of space.
+        """
+
+        def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+            self.db, self.path = db, path
 
         def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                self._raise_if_full(exc)
+                raise
             return self.db
 
-        def __exit__(self, kind: object, exc: object, tb: object) -> None:
-            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+            if exc is None:
+                try:
+                    self.db.execute("COMMIT")
+                except sqlite3.Error as failed:
+                    self._rollback()
+                    self._raise_if_full(failed)
+                    raise
+                return
+            self._rollback()
+            self._raise_if_full(exc)
+
+        def _rollback(self) -> None:
+            # SQLite may already have rolled back (SQLITE_FULL can): the original
+            # error is the one to report, not ROLLBACK's "no transaction is active".
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+
+        def _raise_if_full(self, exc: BaseException) -> None:
+            if is_storage_full(exc, self.path):
+                raise StorageFull(f"{self.path}: {exc}") from exc
 
     def _transaction(self) -> SQLiteStore._Tx:
-        return SQLiteStore._Tx(self._db)
+        return SQLiteStore._Tx(self._db, self.path)
 
     def close(self) -> None:
         self._db.close()

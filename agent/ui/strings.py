@@ -123,6 +123,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "pl": "Serwer pomocy jest właśnie uruchamiany ponownie. Spróbuj za minutę.",
         "en": "The helpdesk server is restarting. Try again in a minute.",
     },
+    "end.storage_full": {
+        "pl": "Serwer pomocy nie może teraz zapisać sesji (zapełniony dysk), więc sesja "
+        "się nie rozpoczęła lub została zakończona. Nic nie jest udostępniane. "
+        "Powiedz o tym konsultantowi.",
+        "en": "The helpdesk server cannot record the session right now (its disk is full), "
+        "so the session did not start or was ended. Nothing is shared. "
+        "Please tell the consultant.",
+    },
     "end.refused": {
         "pl": "Serwer pomocy odmówił: {detail}",
         "en": "The helpdesk server refused the session: {detail}",
@@ -325,6 +333,7 @@ _BY_RELAY_CODE: dict[RelayErrorCode, str] = {
     RelayErrorCode.VERSION_MISMATCH: "end.version",
     RelayErrorCode.SHUTTING_DOWN: "end.server_restarting",
     RelayErrorCode.SESSION_UNKNOWN: "end.lost",  # a resume came too late
+    RelayErrorCode.STORAGE_FULL: "end.storage_full",
 }
 
 # The engine's own sentence when the relay cannot be reached at all (agent/runner.py):

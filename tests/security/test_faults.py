@@ -16,7 +16,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 
@@ -26,6 +28,9 @@ from protocol.codec import decode_envelope, encode
 from protocol.connection import PeerAwayEvent
 from protocol.messages import (
     AllocateNameplate,
+    AuditKind,
+    AuditReport,
+    Confirm,
     EndReason,
     Frame,
     PointerMove,
@@ -33,12 +38,24 @@ from protocol.messages import (
     RelayError,
     RelayErrorCode,
     Rights,
+    Sealed,
     TypeText,
 )
+from relay.api import STORAGE_FULL_MESSAGE
+from relay.sessions import STORAGE_FULL_NEW, STORAGE_FULL_RUNNING
 from tests.agent.conftest import TEST_LIMITS, AgentSide
 from tests.agent.consultant import WAIT, Consultant
 from tests.agent.linkproxy import LinkProxy
 from tests.agent.scripted_ui import ScriptedUI
+from tests.relay.helpers import allocate as allocate_nameplate
+from tests.relay.helpers import close_code_for, console, paired
+from tests.security.smalldisk import (
+    NamespacedRelay,
+    fill,
+    free,
+    relay_on_small_disk,
+    why_no_small_disk,
+)
 from tests.security.test_hostile_relay import start, until
 from tests.support.relay import REPO, RelayProcess, start_relay
 from tests.support.targets import TargetWindow
@@ -313,9 +330,11 @@ async def allocate(relay: RelayProcess, token: str, ticket_id: str) -> object:
         return decode_envelope(await ws.recv())  # type: ignore[arg-type]
 
 
-async def test_full_disk_refuses_new_sessions_clearly_and_writes_nothing_half(
+async def test_a_file_size_limit_refuses_new_sessions_clearly_and_writes_nothing_half(
     own_relay: list[RelayProcess],
 ) -> None:
+    """EFBIG (RLIMIT_FSIZE), without root: SQLite's "disk I/O error" on a write is told
+    apart from a broken disk by the process's own file size limit."""
     relay = own_relay[0]
     token = relay.token()
     ticket = relay.create_ticket(token)
@@ -328,9 +347,11 @@ async def test_full_disk_refuses_new_sessions_clearly_and_writes_nothing_half(
         )
     finally:
         set_file_size_limit(relay.pid, "unlimited")
-    assert isinstance(refused, RelayError) and refused.code is RelayErrorCode.INTERNAL, refused
-    assert refused.message == "The relay had an internal error."
-    assert status == 500 and reply["error"] == "internal", (status, reply)
+    assert isinstance(refused, RelayError), refused
+    assert refused.code is RelayErrorCode.STORAGE_FULL, refused
+    assert refused.message == STORAGE_FULL_NEW
+    assert status == 507 and reply["error"] == "storage_full", (status, reply)
+    assert reply["message"] == STORAGE_FULL_MESSAGE
     # nothing half-written: the chain is intact and has no row for the refused requests
     verify = relay.cli("audit", "verify")
     assert verify.returncode == 0 and verify.stdout == rows_before, verify
@@ -339,3 +360,93 @@ async def test_full_disk_refuses_new_sessions_clearly_and_writes_nothing_half(
     # space is back: the same relay process serves again, without a restart
     allocated = await allocate(relay, token, ticket["id"])
     assert not isinstance(allocated, RelayError), allocated
+
+
+def audit_and_tickets(relay: NamespacedRelay) -> tuple[str, list[Any], list[Any]]:
+    """What must not change while the disk is full: `audit verify`'s report, the row
+    counts, and SQLite's integrity check (all read inside the relay's namespace)."""
+    verify = relay.cli("audit", "verify")
+    assert verify.returncode == 0 and "audit chain intact" in verify.stdout, verify
+    counts = relay.query(
+        "SELECT (SELECT COUNT(*) FROM audit), (SELECT COUNT(*) FROM tickets),"
+        " (SELECT COUNT(*) FROM tokens)"
+    )
+    return verify.stdout, counts, relay.query("PRAGMA integrity_check")
+
+
+async def test_a_full_disk_refuses_new_sessions_clearly_and_the_same_relay_recovers(
+    tmp_path: Path,
+) -> None:
+    """ENOSPC for real: the relay's data dir is a 1 MiB tmpfs (private mount namespace),
+    filled by the test through /proc/PID/root."""
+    reason = why_no_small_disk(tmp_path / "probe")
+    if reason is not None:
+        pytest.skip(reason)
+    with relay_on_small_disk(tmp_path, "1m", TEST_LIMITS) as relay:
+        token = relay.token()
+        ticket = relay.create_ticket(token)
+        async with aiohttp.ClientSession() as http:
+            # a session keyed before the disk fills
+            con, ag, _ = await paired(http, relay, token, ticket["id"])
+            await con.send(Confirm(mac=b"c" * 32))
+            await ag.expect(Confirm)
+            await ag.send(Confirm(mac=b"a" * 32))
+            await con.expect(Confirm)
+            before = audit_and_tickets(relay)
+            assert before[2] == [["ok"]]
+            assert before[1][0][0] >= 4  # login, ticket, nameplate, pairing
+
+            filled = fill(relay.data_dir)
+            print(f"disk full: filler of {filled} bytes on the 1 MiB tmpfs")
+            # new work is refused, in words a consultant can act on
+            new_console = await console(http, relay, token)
+            await new_console.send(AllocateNameplate(ticket_id=ticket["id"]))
+            refused, close_code = await new_console.refused()
+            assert refused.code is RelayErrorCode.STORAGE_FULL, refused
+            assert refused.message == STORAGE_FULL_NEW
+            assert close_code == close_code_for(RelayErrorCode.STORAGE_FULL)
+            status, reply = relay.api(
+                "POST", "/api/tickets", {"caller_name": "X", "problem": "y"}, token=token
+            )
+            assert (status, reply) == (
+                507,
+                {"error": "storage_full", "message": STORAGE_FULL_MESSAGE},
+            )
+            status, reply = relay.api(
+                "POST", "/api/login", {"username": relay.username, "password": relay.password}
+            )
+            assert status == 507 and reply["error"] == "storage_full", (status, reply)
+
+            # the running session: sealed traffic needs no disk and still flows ...
+            await con.send(Sealed(box=b"\x00" * 8 + b"typed on a full disk" + b"\x01" * 16))
+            assert (await ag.expect(Sealed)).box[8:28] == b"typed on a full disk"
+            await ag.send(Sealed(box=b"\x00" * 8 + b"a frame" + b"\x02" * 16))
+            assert (await con.expect(Sealed)).box[8:15] == b"a frame"
+            # ... until a consent receipt cannot be logged: then both ends are told and end
+            granted = AuditReport(kind=AuditKind.GRANTED, rights=int(Rights.CONTROL), detail="")
+            await ag.send(granted)
+            for end in (ag, con):
+                error, code = await end.refused()
+                assert error.code is RelayErrorCode.STORAGE_FULL, error
+                assert error.message == STORAGE_FULL_RUNNING
+                assert code == close_code_for(RelayErrorCode.STORAGE_FULL)
+
+            # nothing half-written: the chain, its rows and the tickets are as before
+            assert audit_and_tickets(relay) == before
+            full_lines = [line for line in relay.log().splitlines() if "STORAGE FULL" in line]
+            assert len(full_lines) == 1, full_lines  # one line for the admin, not one per refusal
+            print(f"disk full: the admin's log line: {full_lines[0]}")
+
+            # space is freed: the same process serves again, no restart
+            free(relay.data_dir)
+            again = relay.create_ticket(token)
+            con2, allocated = await allocate_nameplate(http, relay, token, again["id"])
+            assert allocated.nameplate
+            await con2.ws.close()
+            await new_console.ws.close()
+            await ag.ws.close()
+            await con.ws.close()
+        assert "storage writable again" in relay.log()
+        rows_after = relay.cli("audit", "verify")
+        assert rows_after.returncode == 0 and "audit chain intact" in rows_after.stdout
+        print(f"disk full: before {before[0].strip()!r}, after {rows_after.stdout.strip()!r}")

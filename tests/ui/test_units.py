@@ -140,6 +140,7 @@ class OutcomeWithCode(SessionOutcome):
         (RelayErrorCode.VERSION_MISMATCH, "end.version"),
         (RelayErrorCode.SHUTTING_DOWN, "end.server_restarting"),
         (RelayErrorCode.SESSION_UNKNOWN, "end.lost"),
+        (RelayErrorCode.STORAGE_FULL, "end.storage_full"),
         (RelayErrorCode.PEER_GONE, "end.refused"),
         (RelayErrorCode.INTERNAL, "end.refused"),
     ],
@@ -281,6 +282,9 @@ def test_someone_elses_runtime_directory_is_refused(
 class Capture:
     def monitors(self) -> list[MonitorInfo]:
         return [MonitorInfo(index=1, left=0, top=0, width=2, height=1)]
+
+    def changed(self) -> None:
+        return None
 
     def grab(self, monitor: MonitorInfo) -> bytes:
         return bytes(8)
