@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
 import queue
@@ -327,6 +328,9 @@ class ZgodaSender(Sender):
         from tests.support.relay import start_relay
 
         self.agent: subprocess.Popen[str] | None = None
+        self.log: list[tuple[Event, int]] = []  # every send, set-up moves included
+        self.trace_path = tmp / "agent-trace.json"
+        self.trace: dict[str, list[Any]] = {}
         self.relay = start_relay(tmp / "relay", config=TEST_LIMITS)
         self.client = ConsoleClient(self.relay.url)
         await self.client.__aenter__()
@@ -342,7 +346,7 @@ class ZgodaSender(Sender):
                 [
                     *(sys.executable, "-m", "bench.input", "--role", "agent"),
                     *(self.relay.url, self.relay.pubkey, self.relay.org),
-                    *(code.nameplate, code.secret),
+                    *(code.nameplate, code.secret, str(self.trace_path)),
                 ],
                 env=env,
                 cwd=REPO,
@@ -360,6 +364,7 @@ class ZgodaSender(Sender):
         message = input_message(event, BUTTON_AT)
         t = time.monotonic_ns()
         self.session.send_input(message)
+        self.log.append((event, t))
         return t
 
     async def close(self) -> None:
@@ -371,6 +376,42 @@ class ZgodaSender(Sender):
                 await asyncio.to_thread(self._stop_agent, self.agent)
             await self.client.close()
             self.relay.stop()
+        if self.trace_path.exists():
+            self.trace = json.loads(self.trace_path.read_text())
+
+    def breakdown(self, results: Sequence[KindResult]) -> list[Stage]:
+        """Where zgoda's time goes, per matched event, from the agent's own timestamps.
+
+        Empty when the agent's trace does not line up one to one with the sends
+        (an event was refused or lost): then no stage can be attributed.
+        """
+        submits: list[int] = self.trace.get("submits", [])
+        calls: list[list[Any]] = self.trace.get("calls", [])
+        if len(submits) != len(self.log):
+            return []
+        # each message's backend calls, in order (the injector applies them one by one)
+        starts: list[int] = []
+        call = 0
+        for event, _ in self.log:
+            starts.append(int(calls[call][1]) if call < len(calls) else 0)
+            call += BACKEND_CALLS[event[0]]
+        if call != len(calls):
+            return []
+        index = {t: i for i, (_, t) in enumerate(self.log)}
+        stages = [Stage(name) for name in STAGES]
+        for r in results:
+            if r.system != self.name:
+                continue
+            for k, arrived_at in r.matched:
+                i = index[r.sent_at[k]]
+                sent, submitted, started = r.sent_at[k], submits[i], starts[i]
+                for stage, (a, b) in zip(
+                    stages,
+                    ((sent, submitted), (submitted, started), (started, arrived_at)),
+                    strict=True,
+                ):
+                    stage.ms.append((b - a) / 1e6)
+        return stages
 
     @staticmethod
     def _stop_agent(agent: subprocess.Popen[str]) -> None:
@@ -382,22 +423,80 @@ class ZgodaSender(Sender):
             stop_process(agent)
 
 
-def agent_child(url: str, key: str, org: str, nameplate: str, secret: str) -> int:
-    """The agent process: the real engine, the user's *Allow control* scripted; ends on EOF."""
+BACKEND_CALLS = {"motion": 1, "press": 2, "release": 2, "keydown": 1, "keyup": 1}
+"""The agent backend's calls per message of this benchmark: a button is a move (to
+the button's coordinates) then the button; a plain letter is one key call."""
+STAGES = (
+    "console send → agent's injector.submit (console library, relay, agent loop, open)",
+    "submit → the injector thread calls the backend (queue, thread wake-up)",
+    "backend call → event at the listener (pynput, XTest/XSendEvent, X server, listener)",
+)
+
+
+@dataclass
+class Stage:
+    name: str
+    ms: list[float] = field(default_factory=list)
+
+
+def agent_child(url: str, key: str, org: str, nameplate: str, secret: str, trace: str) -> int:
+    """The agent process: the real engine, the user's *Allow control* scripted; ends on EOF.
+
+    It times, in its own process, each input message handed to the injector
+    (`Injector.submit`, wrapped here) and each call into the input backend (an
+    X11 platform whose backend is wrapped), and writes them to `trace` as JSON.
+    """
     from agent.config import AgentConfig
     from agent.frontend import ConsentAnswer
+    from agent.inject import Injector
+    from agent.platform.x11 import X11Platform
     from agent.runner import SessionRunner
     from protocol.codes import PhoneCode
     from tests.agent.scripted_ui import ScriptedUI
 
+    submits: list[int] = []
+    calls: list[tuple[str, int, int]] = []
+    submit = Injector.submit
+
+    def timed_submit(self: Injector, message: Any, monitor: Any) -> bool:
+        submits.append(time.monotonic_ns())
+        return submit(self, message, monitor)
+
+    Injector.submit = timed_submit  # type: ignore[method-assign]
+
+    class TimedBackend:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            attribute = getattr(self.inner, name)
+            if name not in ("move", "button", "key"):
+                return attribute
+
+            def timed(*args: Any) -> Any:
+                start = time.monotonic_ns()
+                try:
+                    return attribute(*args)
+                finally:
+                    calls.append((name, start, time.monotonic_ns()))
+
+            return timed
+
+    class TimedX11(X11Platform):
+        def open_input(self) -> Any:
+            return TimedBackend(super().open_input())
+
     config = AgentConfig(relay_url=url, relay_key=key, org_name=org)
     ui = ScriptedUI(ConsentAnswer.ALLOW_CONTROL)
-    runner = SessionRunner(config, PhoneCode(nameplate, secret), ui, end_hotkey=None)
+    code = PhoneCode(nameplate, secret)
+    runner = SessionRunner(config, code, ui, platform=TimedX11(), end_hotkey=None)
     runner.start()
     sys.stdin.read()  # until the parent closes our stdin
     ui.done.set()
     runner.end()
-    return 0 if runner.wait(10) is not None else 1
+    ended = runner.wait(10) is not None
+    Path(trace).write_text(json.dumps({"submits": submits, "calls": calls}))
+    return 0 if ended else 1
 
 
 RFB_BUTTON = {1: 1, 2: 2, 3: 4}  # X button → RFB mask bit
@@ -475,6 +574,8 @@ class KindResult:
     extra: int = 0
     stray: int = 0  # events seen before this kind began (left over from set-up)
     echoes: int = 0  # motion to where the pointer already was (sent with a button)
+    sent_at: list[int] = field(default_factory=list)
+    matched: list[tuple[int, int]] = field(default_factory=list)  # (index in sent, arrival ns)
 
     def percentile(self, q: float) -> float | None:
         if not self.latencies_ms:
@@ -493,6 +594,7 @@ def match(
 
     `pointer`: where the pointer was when the first event was sent, if known.
     """
+    result.sent_at = list(sent_at)
     j = 0
     for event, at in arrivals:
         if event[0] == "motion":
@@ -508,6 +610,7 @@ def match(
             k = j + window.index(event)
             result.lost += k - j
             result.latencies_ms.append((at - sent_at[k]) / 1e6)
+            result.matched.append((k, at))
             j = k + 1
         else:
             result.extra += 1
@@ -561,7 +664,7 @@ async def measure_systems(
     env: dict[str, str],
     tmp: Path,
     report: bool = False,
-) -> list[KindResult]:
+) -> Run:
     """Each system in turn on the display of `env`, one listener for all.
 
     Raises:
@@ -569,7 +672,7 @@ async def measure_systems(
         RuntimeError: a part did not start.
     """
     senders = [make_sender(s) for s in systems]
-    results: list[KindResult] = []
+    run = Run()
     with Listener(env) as listener:
         for sender in senders:
             await sender.open(env, tmp)
@@ -578,10 +681,18 @@ async def measure_systems(
                     result = await measure_kind(sender, listener, kind, count, spacing)
                     if report:
                         print(row(result), flush=True)
-                    results.append(result)
+                    run.results.append(result)
             finally:
                 await sender.close()
-    return results
+            if isinstance(sender, ZgodaSender):
+                run.stages = sender.breakdown(run.results)
+    return run
+
+
+@dataclass
+class Run:
+    results: list[KindResult] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)  # zgoda's time, stage by stage
 
 
 # ------------------------------------------------------------------ report
@@ -642,6 +753,20 @@ def ratios(results: list[KindResult]) -> str:
     return "\n".join(lines)
 
 
+def stages_table(stages: list[Stage]) -> str:
+    """zgoda's latency split by the agent's own timestamps (empty if none)."""
+    if not stages or not stages[0].ms:
+        return ""
+    lines = ["zgoda, where the time goes (all kinds):", ""]
+    lines += ["| stage | p50 ms | p99 ms |", "|---|---|---|"]
+    for stage in stages:
+        probe = KindResult("", "", [], latencies_ms=stage.ms)
+        lines.append(
+            f"| {stage.name} | {fmt(probe.percentile(0.5))} | {fmt(probe.percentile(0.99))} |"
+        )
+    return "\n".join(lines) + "\n\n"
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
 
@@ -681,18 +806,19 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="zgoda-input-bench-"))
     try:
         print(HEADER, flush=True)
-        results = asyncio.run(
+        run = asyncio.run(
             measure_systems(systems, args.count, args.spacing, display.env, tmp, report=True)
         )
     finally:
         display.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     load_after = uptime()
+    results = run.results
     names = dict.fromkeys(r.system for r in results)
     pooled = [p for name in names if (p := combined(results, name)) is not None]
     table = HEADER + "\n" + "\n".join(row(r) for r in results + pooled)
     report = (
-        f"{table}\n\nzgoda ÷ each:\n\n{ratios(results)}\n\n"
+        f"{table}\n\nzgoda ÷ each:\n\n{ratios(results)}\n\n{stages_table(run.stages)}"
         f"load before: `{load_before}`\n\nload after: `{load_after}`\n"
     )
     print("\n" + report)

@@ -36,9 +36,10 @@ async def test_every_event_arrives_once_in_order_at_the_right_place(
     display = start_display(window_manager=False, screen="1920x1080x24")
     try:
         monkeypatch.setenv("DISPLAY", display.name)  # pynput's controllers open $DISPLAY
-        results = await measure_systems(SYSTEMS, COUNT, 0.02, display.env, tmp_path)
+        run = await measure_systems(SYSTEMS, COUNT, 0.02, display.env, tmp_path)
     finally:
         display.stop()
+    results = run.results
     assert [(r.system.split()[0], r.kind) for r in results] == [
         (s, k) for s in SYSTEMS for k in KINDS
     ]
@@ -46,3 +47,5 @@ async def test_every_event_arrives_once_in_order_at_the_right_place(
         assert (r.lost, r.extra, r.stray) == (0, 0, 0), (r.system, r.kind, r.arrived)
         assert r.arrived == r.sent, (r.system, r.kind)
         assert len(r.latencies_ms) == COUNT
+    # the agent's own trace lines up with what the console sent, event for event
+    assert [len(stage.ms) for stage in run.stages] == [len(KINDS) * COUNT] * 3
