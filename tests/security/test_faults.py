@@ -31,8 +31,10 @@ from protocol.messages import (
     AuditKind,
     AuditReport,
     Confirm,
+    ConsentGranted,
     EndReason,
     Frame,
+    MonitorLayout,
     PointerMove,
     Pong,
     RelayError,
@@ -49,6 +51,7 @@ from tests.agent.linkproxy import LinkProxy
 from tests.agent.scripted_ui import ScriptedUI
 from tests.relay.helpers import allocate as allocate_nameplate
 from tests.relay.helpers import close_code_for, console, paired
+from tests.security.netns import AgentNamespace, AgentProcess, why_no_netns
 from tests.security.smalldisk import (
     NamespacedRelay,
     fill,
@@ -57,7 +60,7 @@ from tests.security.smalldisk import (
     why_no_small_disk,
 )
 from tests.security.test_hostile_relay import start, until
-from tests.support.relay import REPO, RelayProcess, start_relay
+from tests.support.relay import REPO, RelayProcess, running_relay, start_relay
 from tests.support.targets import TargetWindow
 from tests.support.xdisplay import XDisplay
 
@@ -222,6 +225,127 @@ async def test_link_cut_beyond_grace_ends_both_sides_and_nothing_arrives_later(
     await asyncio.sleep(QUIET)
     assert target.entry_text() == ""
     assert runner.finished
+
+
+# ------------------------------------------------------------------ the cable is pulled
+
+
+@pytest.fixture
+def agent_netns() -> Iterator[AgentNamespace]:
+    """A network namespace for the agent and a veth pair to the host (root only)."""
+    reason = why_no_netns()
+    if reason is not None:
+        pytest.skip(reason)
+    with AgentNamespace.create() as ns:
+        yield ns
+
+
+@contextlib.contextmanager
+def relay_for_netns(tmp_path: Path, ns: AgentNamespace, grace: float) -> Iterator[RelayProcess]:
+    """A relay listening on the host's end of the pair (the consultant reaches it there
+    too, locally); a 1 s WebSocket heartbeat so that it notices the cut in ~1.5 s."""
+    config = {**TEST_LIMITS, "resume_grace": grace, "ping_interval": 1.0, "insecure": True}
+    with running_relay(tmp_path / "relay", config=config, args=("--bind", ns.host_address)) as r:
+        yield r
+
+
+def agent_in(
+    ns: AgentNamespace, relay: RelayProcess, code: object, xdisplay: XDisplay
+) -> AgentProcess:
+    return AgentProcess(
+        ns, [relay.url, relay.pubkey, relay.org, str(code)], xdisplay.env, str(REPO)
+    )
+
+
+async def consented(consultant: Consultant) -> None:
+    await consultant.wait_for(ConsentGranted)
+    await consultant.wait_for(MonitorLayout)
+    await consultant.wait_for(Frame)
+
+
+async def test_cable_pulled_in_a_netns_and_plugged_back_within_grace_resumes(
+    tmp_path: Path, agent_netns: AgentNamespace, xdisplay: XDisplay, target: TargetWindow
+) -> None:
+    """The agent runs in its own network namespace; its veth goes down and up again."""
+    with relay_for_netns(tmp_path, agent_netns, grace=10.0) as relay:
+        consultant = Consultant(relay)
+        agent: AgentProcess | None = None
+        try:
+            agent = agent_in(agent_netns, relay, await consultant.open(), xdisplay)
+            await consented(consultant)
+            target.focus_entry()
+            cut_at = time.monotonic()
+            agent_netns.cut()
+            await consultant.wait_for(PeerAwayEvent)
+            away_at = time.monotonic()
+            await agent.wait_for("phase", "RECONNECTING")
+            noticed_at = time.monotonic()
+            await consultant.send(TypeText(text="typed during the outage"))
+            await asyncio.sleep(QUIET)
+            assert target.entry_text() == ""  # the cable is out: nothing can arrive
+            agent_netns.restore()
+            restored_at = time.monotonic()
+            try:
+                await until(lambda: target.entry_text() == "typed during the outage")
+            except AssertionError:
+                # what each side did, for a failing run (the agent's log is on stderr)
+                raise AssertionError(f"not typed: agent {agent.records}\n{relay.log()}") from None
+            typed_at = time.monotonic()
+            frames = consultant.count(Frame)
+            await consultant.wait_until(lambda: consultant.count(Frame) > frames)
+            print(
+                f"netns resume: relay noticed the cut after {away_at - cut_at:.2f} s, the "
+                f"agent after {noticed_at - cut_at:.2f} s; link down {restored_at - cut_at:.2f}"
+                f" s; text typed {typed_at - restored_at:.2f} s after the link came back, "
+                f"next frame {time.monotonic() - restored_at:.2f} s after"
+            )
+            await asyncio.sleep(QUIET)
+            assert target.entry_text() == "typed during the outage"  # once, not twice
+            assert agent.seen("ended") is None and agent.proc.poll() is None
+            agent.end()
+            assert (await consultant.ended()).reason is EndReason.USER_ENDED
+            assert (await agent.wait_for("ended"))["ended"] == "USER_ENDED"
+            await agent.wait_for("finished")
+            kinds = [e["kind"] for e in history(relay, consultant.ticket["id"])]
+            assert "session.link_lost" in kinds and "session.resumed" in kinds, kinds
+        finally:
+            if agent is not None:
+                assert agent.stop() == 0
+            await consultant.close()
+
+
+async def test_cable_pulled_in_a_netns_beyond_grace_ends_both_and_nothing_arrives_later(
+    tmp_path: Path, agent_netns: AgentNamespace, xdisplay: XDisplay, target: TargetWindow
+) -> None:
+    with relay_for_netns(tmp_path, agent_netns, grace=2.0) as relay:
+        consultant = Consultant(relay)
+        agent: AgentProcess | None = None
+        try:
+            agent = agent_in(agent_netns, relay, await consultant.open(), xdisplay)
+            await consented(consultant)
+            target.focus_entry()
+            cut_at = time.monotonic()
+            agent_netns.cut()
+            await consultant.wait_for(PeerAwayEvent)
+            await consultant.send(TypeText(text="lost in the outage"))
+            ended = await consultant.ended(WAIT)
+            console_at = time.monotonic()
+            outcome = await agent.wait_for("ended")
+            print(
+                f"netns beyond grace (2 s): console ended {console_at - cut_at:.2f} s after "
+                f"the cut, the agent {time.monotonic() - cut_at:.2f} s after"
+            )
+            await agent.wait_for("finished")
+            assert agent.stop() == 0  # the engine's process ended on its own
+            agent_netns.restore()  # the cable is back: nothing may arrive any more
+            await asyncio.sleep(QUIET)
+        finally:
+            if agent is not None:
+                agent.stop()
+            await consultant.close()
+    assert ended.reason is EndReason.PEER_LOST, ended
+    assert outcome["ended"] == "PEER_LOST" and outcome["message"] == LINK_LOST, outcome
+    assert target.entry_text() == ""
 
 
 # ------------------------------------------------------------------ hostile load
