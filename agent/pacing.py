@@ -19,9 +19,24 @@ DEFAULT_FRAME_WINDOW = 2
 """Two frames in flight: one being painted while the next travels. More adds
 latency on a slow link without raising the rate on a fast one."""
 
-DEFAULT_MAX_FPS = 30.0
-"""Enough for smooth pointer and window movement; above it the encoder's CPU cost
-on a helpdesk PC outweighs what the consultant gains."""
+DEFAULT_MAX_FPS = 60.0
+"""Typing, scrolling and a moving pointer as often as a 60 Hz screen shows them:
+such frames are a few tiles, cheap to find (X DAMAGE) and to encode. Full-screen
+motion goes out as H.264 at most at `agent.screen.VIDEO_INTERVAL` (30 fps)."""
+
+
+RATE_SAMPLE_BYTES = 32 * 1024
+"""A frame this large or larger is a throughput sample: its send→ack time is then
+mostly the link's transfer time, not its round trip (a 1 KiB typing frame over a
+40 ms round trip would "measure" 25 KB/s on any link)."""
+
+RATE_WINDOW = 3.0
+"""Seconds the best recent sample is kept (a windowed maximum, as BBR keeps its
+bandwidth estimate): one frame that waited behind another does not halve it."""
+
+MIN_RTT_WINDOW = 10.0
+"""Seconds the smallest recent round trip is kept: the link's propagation time,
+taken out of a lone frame's send→ack time to leave its transfer time."""
 
 
 class FramePacer:
@@ -41,11 +56,14 @@ class FramePacer:
         self.window = window
         self.interval = 1.0 / max_fps
         self._clock = clock
-        self._in_flight: OrderedDict[int, float] = OrderedDict()
+        self._in_flight: OrderedDict[int, tuple[float, int]] = OrderedDict()
         self._last_capture = -float("inf")
         self.sent_frames = 0
         self.acked_frames = 0
         self.round_trip: float | None = None  # the latest send→ack time, seconds
+        self._rates: list[tuple[float, float]] = []  # (when, bytes/s), newest last
+        self._rtts: list[tuple[float, float]] = []  # (when, seconds), newest last
+        self._last_ack: float | None = None
 
     @property
     def in_flight(self) -> int:
@@ -65,9 +83,18 @@ class FramePacer:
     def captured(self) -> None:
         self._last_capture = self._clock()
 
-    def sent(self, frame_id: int) -> None:
-        self._in_flight[frame_id] = self._clock()
+    def sent(self, frame_id: int, size: int = 0) -> None:
+        """A frame of `size` bytes went out."""
+        self._in_flight[frame_id] = (self._clock(), size)
         self.sent_frames += 1
+
+    @property
+    def throughput(self) -> float | None:
+        """Bytes/s the link has been seen to carry lately (None: no sample yet)."""
+        horizon = self._clock() - RATE_WINDOW
+        while self._rates and self._rates[0][0] < horizon:
+            self._rates.pop(0)
+        return max((rate for _, rate in self._rates), default=None)
 
     def acked(self, frame_id: int) -> bool:
         """Close the frame and every earlier one; False for an id not in flight (ignored)."""
@@ -75,13 +102,37 @@ class FramePacer:
             return False
         now = self._clock()
         while self._in_flight:
-            fid, sent_at = self._in_flight.popitem(last=False)
+            fid, (sent_at, size) = self._in_flight.popitem(last=False)
             self.acked_frames += 1
             if fid == frame_id:
                 self.round_trip = now - sent_at
+                self._sample(now, sent_at, size)
                 break
+        self._last_ack = now
         return True
+
+    def _sample(self, now: float, sent_at: float, size: int) -> None:
+        """One delivery-rate sample from a frame just acknowledged.
+
+        A frame sent while the one before it was still unacknowledged waited for
+        the link: it was on the wire from that ack to its own, so its size over
+        that gap is the rate. A frame sent onto an idle link took its round trip:
+        the propagation (the smallest recent round trip) is taken out of it.
+        """
+        rtt = now - sent_at
+        self._rtts.append((now, rtt))
+        horizon = now - MIN_RTT_WINDOW
+        while self._rtts and self._rtts[0][0] < horizon:
+            self._rtts.pop(0)
+        if size < RATE_SAMPLE_BYTES:
+            return
+        if self._last_ack is not None and sent_at < self._last_ack:
+            busy = now - self._last_ack
+        else:
+            busy = rtt - min(r for _, r in self._rtts)
+        self._rates.append((now, size / max(busy, 0.001)))
 
     def reset(self) -> None:
         """Forget frames in flight (the stream stopped: hand-back, monitor change)."""
         self._in_flight.clear()
+        self._last_ack = None

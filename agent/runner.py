@@ -56,6 +56,8 @@ from agent.platform.base import MonitorInfo, Platform, PlatformError, ScreenCapt
 from agent.screen import (
     DEFAULT_JPEG_QUALITY,
     QUIET_INTERVAL,
+    STILL_INTERVAL,
+    VIDEO_INTERVAL,
     FrameEncoder,
     StreamEncoder,
     frame_parts,
@@ -863,8 +865,10 @@ class SessionRunner:
             while not self._pacer.window_open():
                 self._ack_event.clear()
                 await self._ack_event.wait()
-            delay = self._pacer.delay()
-            if stream.quiet and self._input_event is not None:
+            # H.264 frames at most at the video rate (the encoder is the costly part);
+            # tiles (typing, scrolling, a pointer) up to the pacer's cap
+            delay = self._pacer.delay(VIDEO_INTERVAL if stream.in_video else None)
+            if stream.quiet and not stream.damage_known and self._input_event is not None:
                 # a still screen is looked at less often (idle CPU), unless the
                 # consultant's input is about to change it
                 self._input_event.clear()
@@ -872,13 +876,23 @@ class SessionRunner:
                     await asyncio.wait_for(
                         self._input_event.wait(), max(delay, self._pacer.delay(QUIET_INTERVAL))
                     )
+            elif stream.quiet:  # drawing is reported: looking costs next to nothing
+                await asyncio.sleep(max(delay, self._pacer.delay(STILL_INTERVAL)))
             elif delay > 0:
                 await asyncio.sleep(delay)
             self._pacer.captured()
             frame_id = self._frame_id + 1
+            link = (self._pacer.round_trip, self._pacer.throughput)  # read on the loop's thread
             try:
                 frames, cursor = await loop.run_in_executor(
-                    pool, self._capture_once, capture, monitor, stream, frame_id, cursor_serial
+                    pool,
+                    self._capture_once,
+                    capture,
+                    monitor,
+                    stream,
+                    frame_id,
+                    cursor_serial,
+                    link,
                 )
             except PlatformError as exc:
                 self.stats.screen_errors += 1
@@ -902,12 +916,14 @@ class SessionRunner:
                 cursor_serial = cursor.serial
                 last_cursor = cursor.position
                 conn.send(cursor.message)
+            size = 0
             for frame in frames:
                 conn.send(frame)
-                self.stats.frame_bytes_sent += sum(len(r.data) for r in frame.regions)
+                size += sum(len(r.data) for r in frame.regions)
+            self.stats.frame_bytes_sent += size
             if frames:
                 self._frame_id = frame_id
-                self._pacer.sent(frame_id)
+                self._pacer.sent(frame_id, size)
                 self.stats.frames_sent += 1
             await self._flush()
 
@@ -918,13 +934,23 @@ class SessionRunner:
         stream: StreamEncoder,
         frame_id: int,
         cursor_serial: int | None,
+        link: tuple[float | None, float | None],
     ) -> tuple[list[Frame], _CursorUpdate]:
-        """On the capture thread: grab, find changed tiles, encode, read the cursor."""
+        """On the capture thread: grab, find changed tiles, encode, read the cursor.
+
+        `link`: the latest frame round trip and the measured throughput.
+        """
         captured_at = time.time_ns()
-        raw = capture.grab(monitor)
-        bgra = np.frombuffer(raw, dtype=np.uint8).reshape(monitor.height, monitor.width, 4)
-        stream.adapt(self._pacer.round_trip)  # read across threads: a float, atomically
-        regions = stream.regions(bgra)
+        stream.adapt(link[0], rate=link[1])
+        drawn = capture.changed()
+        stream.damage_known = drawn is not None
+        if drawn is False and not stream.needs_grab:  # nothing drawn: no grab, no compare
+            bgra = stream.diff.previous
+            regions = stream.unchanged()
+        else:
+            raw = capture.grab(monitor)
+            bgra = np.frombuffer(raw, dtype=np.uint8).reshape(monitor.height, monitor.width, 4)
+            regions = stream.regions(bgra)
         frames: list[Frame] = []
         if regions:
             if self.on_capture is not None:

@@ -45,6 +45,19 @@ QUIET_INTERVAL = 0.1
 falls to a third; a change the PC's user makes after a still second reaches the
 console up to 0.1 s later, the consultant's own input wakes the capture at once."""
 
+VIDEO_FPS = 30
+
+VIDEO_INTERVAL = 1 / VIDEO_FPS
+"""Seconds between H.264 frames at most: 30 fps is smooth motion, and the encoder
+is the costly part of a frame; tile frames (typing, scrolling, a pointer) may go
+out at the pacer's cap (60 a second)."""
+
+STILL_INTERVAL = 1 / 30
+"""Seconds between looks at a quiet screen when the platform reports drawing (X
+DAMAGE): a look is then one non-blocking read of the event queue and the pointer
+position, so 30 a second costs well under 1 % of a core and a change made after a
+still second is seen within ~33 ms."""
+
 QUIET_STRIDE = 4
 """Rows sampled on a still screen: a quarter of the compare work, at the cost of
 a change under 4 rows tall being seen up to 3 captures (~0.1 s) late."""
@@ -85,6 +98,11 @@ class TileDiff:
         self._quiet = 0
 
     @property
+    def full(self) -> bool:
+        """The next call reports every tile."""
+        return self._full
+
+    @property
     def quiet(self) -> bool:
         """No change for QUIET_AFTER_CAPTURES captures in a row."""
         return self._quiet >= QUIET_AFTER_CAPTURES
@@ -93,6 +111,15 @@ class TileDiff:
     def grid(self) -> tuple[int, int]:
         """Tile rows × tile columns."""
         return len(self._row_starts), len(self._col_starts)
+
+    @property
+    def previous(self) -> npt.NDArray[np.uint8]:
+        """The last pixels compared, as BGRA (a view, not a copy)."""
+        return self._previous.view(np.uint8).reshape(self.height, self.width, 4)
+
+    def unchanged(self) -> None:
+        """A capture the platform knows changed nothing (X DAMAGE): count it as still."""
+        self._quiet += 1
 
     def changed(self, pixels: npt.NDArray[np.uint32]) -> list[Rect]:
         """Runs of changed tiles, row by row, and remember `pixels` as the new previous.
@@ -240,16 +267,22 @@ bytes; what stays still is sent again lossless anyway."""
 class VideoEncoder:
     """H.264 through PyAV (libx264 ultrafast, zerolatency): one access unit per frame.
 
-    `restart()` makes the next frame an IDR: every run of video frames starts
-    with one, so a console that saw tiles in between decodes it on its own.
+    One encoder lives as long as the stream: the console's decoder keeps the
+    same reference picture while tiles are painted over its output, so a new
+    run of video frames goes on with P-frames (a few KiB) instead of an IDR
+    (the largest frame of all, and the one that makes a slow link's latency).
+    `restart()` makes the next frame an IDR: a new viewer, a quality switch.
     """
 
     def __init__(self, width: int, height: int, *, crf: int = VIDEO_CRF) -> None:
         if width % 2 or height % 2:
             raise ValueError("H.264 4:2:0 needs an even width and height")
         self.width, self.height, self.crf = width, height, crf
+        self.max_rate: int | None = None  # bytes/s; taken at the next restart
         self._context: Any = None
         self._pts = 0
+        self._frame: Any = None  # one BGRA picture, refilled per frame
+        self._pixels: npt.NDArray[np.uint8] | None = None  # a view of its plane
 
     def restart(self) -> None:
         self._context = None
@@ -266,19 +299,37 @@ class VideoEncoder:
             context = av.CodecContext.create("libx264", "w")
             context.width, context.height = self.width, self.height
             context.pix_fmt = "yuv420p"
-            context.time_base = Fraction(1, 1000)
+            # x264's rate control counts in frames of this rate (a 1/1000 time base
+            # would make a VBV cap a thousandth of the bitrate per frame)
+            context.time_base = Fraction(1, VIDEO_FPS)
+            context.framerate = Fraction(VIDEO_FPS, 1)
+            params = "keyint=100000:scenecut=0"  # IDRs only when restarted
+            if self.max_rate is not None:
+                kbit = max(100, self.max_rate * 8 // 1000)
+                # a VBV of ~1/10 s: no frame much larger than the link carries in that time
+                params += f":vbv-maxrate={kbit}:vbv-bufsize={max(10, kbit // 10)}"
             context.options = {
                 "preset": "ultrafast",
                 "tune": "zerolatency",
                 "crf": str(self.crf),
-                "x264-params": "keyint=100000:scenecut=0",  # IDRs only when restarted
+                "x264-params": params,
             }
             self._context = context
             self._pts = 0
-        frame = av.VideoFrame.from_ndarray(bgra, format="bgra")
-        frame.pts = self._pts
-        self._pts += 33
-        return b"".join(bytes(packet) for packet in self._context.encode(frame))
+        if self._frame is None:
+            # `VideoFrame.from_ndarray` allocates a new 8 MB picture each time (~5 ms
+            # at 1080p here, most of it the fresh pages); a copy into this one ~1 ms.
+            # The encoder converts it to YUV into a picture of its own, so refilling
+            # it after `encode` returns is safe.
+            self._frame = av.VideoFrame(self.width, self.height, "bgra")
+            plane = self._frame.planes[0]
+            rows = np.frombuffer(plane, np.uint8).reshape(self.height, plane.line_size // 4, 4)
+            self._pixels = rows[:, : self.width]
+        assert self._pixels is not None
+        np.copyto(self._pixels, bgra)
+        self._frame.pts = self._pts
+        self._pts += 1
+        return b"".join(bytes(packet) for packet in self._context.encode(self._frame))
 
 
 SLOW_ROUND_TRIP = 0.15
@@ -294,6 +345,20 @@ with an IDR, which on a slow link is the largest frame of all)."""
 
 DEGRADED_JPEG_QUALITY = 40
 DEGRADED_CRF = 33
+
+FRAME_SECONDS = 0.05
+"""What a refinement frame may take to cross the measured link: its lossless tiles
+are sent in pieces of at most `link rate × FRAME_SECONDS` bytes (a piece or more
+per frame), so a slow link never carries a refinement burst that would hold a
+new change back for long."""
+
+VIDEO_RATE_SHARE = 0.7
+"""On a slow link the video's bitrate is capped at this share of the measured
+rate (x264's VBV), so a burst of motion cannot queue up behind itself."""
+
+REFINE_PIECE_TILES = 8
+"""Tiles in one refinement piece while a byte budget applies (a whole tile row of
+text is ~50–100 KB lossless: too coarse for a 5 Mbit/s budget)."""
 
 
 def video_encoder_for(width: int, height: int) -> VideoEncoder | None:
@@ -340,7 +405,9 @@ class StreamEncoder:
         self.video = video
         self._video_tiles = max(1, int(VIDEO_FRACTION * self._lossy.size))
         self._large_run = 0  # captures in a row with a large change
-        self._in_video = False
+        self.in_video = False  # the last frame went out as H.264
+        self.damage_known = False  # the platform reports drawing: no need to grab to know
+        self.link_rate: float | None = None  # bytes/s the link carried lately
         self.degraded = False  # smaller pictures for a slow link (`adapt`)
         self._fast_since: float | None = None
         self._quality = encoder.quality
@@ -352,15 +419,23 @@ class StreamEncoder:
         self._lossy[:] = False
         self._still[:] = 0
         self._large_run = 0
-        self._in_video = False
+        self.in_video = False
+        if self.video is not None:
+            self.video.restart()  # the console starts a new decoder too
 
-    def adapt(self, round_trip: float | None, now: float | None = None) -> None:
-        """Pick picture quality from the latest frame send→ack time (seconds).
+    def adapt(
+        self, round_trip: float | None, now: float | None = None, rate: float | None = None
+    ) -> None:
+        """Pick picture quality from the latest frame send→ack time (seconds) and
+        the link's measured throughput (`rate`, bytes/s; `FramePacer.throughput`).
 
         The ack window already keeps queues short; on a slow link each frame also
         takes long to cross, so lowering the quality raises the frame rate and
-        lowers the latency. Lossless refinement still follows once still.
+        lowers the latency, and lossless refinement goes in pieces the link
+        carries in `FRAME_SECONDS`. Refinement still makes the picture exact.
         """
+        if rate is not None:
+            self.link_rate = rate
         if round_trip is None:
             return
         now = time.monotonic() if now is None else now
@@ -381,14 +456,22 @@ class StreamEncoder:
         self.degraded = degraded
         self.encoder.quality = DEGRADED_JPEG_QUALITY if degraded else self._quality
         if self.video is not None:
+            # libx264 takes the rate factor when it opens: a new one costs an IDR
+            # (hysteresis in `adapt` keeps these rare)
             self.video.crf = DEGRADED_CRF if degraded else self._crf
+            rate = self.link_rate
+            self.video.max_rate = int(rate * VIDEO_RATE_SHARE) if degraded and rate else None
             self.video.restart()
-            self._in_video = False
 
     @property
     def quiet(self) -> bool:
         """The screen has been still for a while and the console's picture is exact."""
         return self.diff.quiet and not self._lossy.any()
+
+    @property
+    def needs_grab(self) -> bool:
+        """The next frame must be a whole new picture (a new viewer, after a reset)."""
+        return self.diff.full
 
     @property
     def pending_refinement(self) -> int:
@@ -408,32 +491,76 @@ class StreamEncoder:
         regions: list[Region] = []
         count = int(changed.sum())
         self._large_run = self._large_run + 1 if count >= self._video_tiles else 0
-        if self.video is not None and self._large_run >= VIDEO_AFTER_FRAMES:
-            if not self._in_video:
-                self.video.restart()
-                self._in_video = True
+        # on a slow link a large change goes video at once: a P-frame from the one
+        # encoder is a fraction of a full-screen JPEG, the frame that made the latency
+        after = 1 if self.degraded else VIDEO_AFTER_FRAMES
+        if self.video is not None and self._large_run >= after:
             data = self.video.encode(bgra)
             if data:
+                self.in_video = True
                 self._lossy[:] = True  # the whole picture is the decoder's now
                 return [
                     Region(x=0, y=0, width=width, height=height, encoding=Encoding.H264, data=data)
                 ]
-        self._in_video = False
+        self.in_video = False
         if count:
             lossless = count <= self.lossless_tiles
             sent = self.encoder.encode(bgra, self.diff.runs(changed), lossless=lossless)
             self._mark(sent)
             regions += sent
+        return regions + self._refine(bgra)
+
+    def unchanged(self) -> list[Region]:
+        """The regions to send for a capture the platform knows changed nothing
+        (X DAMAGE reported no drawing): lossless refinement of tiles that have now
+        been still long enough, taken from the last pixels (still the screen's).
+        """
+        self.diff.unchanged()
+        np.add(self._still, 1, out=self._still, where=self._still < 255)
+        self._large_run = 0
+        self.in_video = False
+        return self._refine(self.diff.previous)
+
+    @property
+    def refine_budget(self) -> int | None:
+        """Bytes of refinement per frame on a measured link (None: only the tile cap)."""
+        if self.link_rate is None:
+            return None
+        return int(self.link_rate * FRAME_SECONDS)
+
+    def _refine(self, bgra: npt.NDArray[np.uint8]) -> list[Region]:
         refine = self._lossy & (self._still >= self.refine_after)
-        if refine.any():
-            if int(refine.sum()) > self.refine_per_frame:  # the first ones in raster order
-                keep = np.flatnonzero(refine)[: self.refine_per_frame]
-                refine = np.zeros_like(refine)
-                refine.flat[keep] = True
-            exact = self.encoder.encode(bgra, self.diff.runs(refine), lossless=True)
-            self._lossy[refine] = False
-            regions += exact
-        return regions
+        if not refine.any():
+            return []
+        if int(refine.sum()) > self.refine_per_frame:  # the first ones in raster order
+            keep = np.flatnonzero(refine)[: self.refine_per_frame]
+            refine = np.zeros_like(refine)
+            refine.flat[keep] = True
+        budget = self.refine_budget
+        exact: list[Region] = []
+        size = 0
+        t = self.diff.tile
+        for rect in self._pieces(self.diff.runs(refine), budget is not None):
+            if budget is not None and exact and size >= budget:
+                break  # the rest in the next frames: the link carries this much per frame
+            sent = self.encoder.encode(bgra, [rect], lossless=True)
+            size += sum(len(r.data) for r in sent)
+            exact += sent
+            rows = slice(rect.y // t, -(-(rect.y + rect.height) // t))
+            cols = slice(rect.x // t, -(-(rect.x + rect.width) // t))
+            self._lossy[rows, cols] = False
+        return exact
+
+    def _pieces(self, runs: list[Rect], budgeted: bool) -> list[Rect]:
+        """Runs cut into pieces of at most REFINE_PIECE_TILES tiles when a budget applies."""
+        if not budgeted:
+            return runs
+        step = REFINE_PIECE_TILES * self.diff.tile
+        return [
+            Rect(x, r.y, min(step, r.x + r.width - x), r.height)
+            for r in runs
+            for x in range(r.x, r.x + r.width, step)
+        ]
 
     def _mark(self, regions: list[Region]) -> None:
         t = self.diff.tile

@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -44,12 +45,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-
+from bench.load_ws import WebSocketClient, WebSocketError, connect
 from protocol.attestation import load_public_key
 from protocol.codec import decode_envelope, encode
-from protocol.codes import PhoneCode
 from protocol.connection import (
     AgentConnection,
     CodeReady,
@@ -57,6 +55,7 @@ from protocol.connection import (
     ConsoleConnection,
     SessionEnded,
 )
+from protocol.errors import LocalProtocolError
 from protocol.messages import (
     ConsentGranted,
     Encoding,
@@ -71,6 +70,8 @@ from protocol.messages import (
 REPO = Path(__file__).resolve().parents[1]
 SETUP_TIMEOUT = 120.0
 DRAIN_SECONDS = 15.0
+TICK = 0.01  # the pacing loop's period: each session's slots are checked 100 times a second
+LATE_LIMIT = 1.0  # a slot this late is skipped: the shortfall shows as offered < asked
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 LOAD_CONFIG = {
@@ -85,6 +86,8 @@ LOAD_CONFIG = {
 
 
 def payload(frame_id: int, size: int) -> bytes:
+    """Frame content derived from its id: a frame delivered in the wrong place or
+    altered on the way differs from what the receiver computes."""
     seed = hashlib.sha256(frame_id.to_bytes(8, "big")).digest()
     return (seed * (size // len(seed) + 1))[:size]
 
@@ -104,8 +107,17 @@ class Tally:
     inputs_sent: int = 0
     inputs_received: int = 0
     inputs_out_of_order: int = 0
+    slots_skipped: int = 0
     frame_latency_ms: list[float] = field(default_factory=list)
     ping_rtt_ms: list[float] = field(default_factory=list)
+    send_lag_ms: list[float] = field(default_factory=list)
+    client_cpu_seconds: float = 0.0
+    client_backlog_max: int = 0
+
+    def fail(self, what: str) -> None:
+        self.failed += 1
+        if len(self.failures) < 5:
+            self.failures.append(what)
 
 
 @dataclass
@@ -122,194 +134,276 @@ class Plan:
     input_rate: float
     frame_bytes: int
     start_at: float  # time.time() when every worker starts sending
+    loop: str  # "uvloop" or "asyncio"
 
 
-class End:
-    """One end's socket and protocol object, with a reader task feeding it."""
+class Session:
+    """Both ends of one synthetic session in this process: their sockets, their
+    protocol objects, and what each receiver expects next."""
 
-    def __init__(self, ws: ClientConnection, conn: ConsoleConnection | AgentConnection) -> None:
-        self.ws, self.conn = ws, conn
-        self.lock = asyncio.Lock()
+    def __init__(self, plan: Plan, ticket: tuple[str, str], tally: Tally, payloads: Payloads):
+        self.plan, self.tally, self.payloads = plan, tally, payloads
+        self.console = ConsoleConnection(
+            ticket_id=ticket[0],
+            consultant=plan.consultant,
+            ticket_title=ticket[1],
+            rights=Rights.CONTROL,
+        )
+        self.agent: AgentConnection | None = None
+        self.cws: WebSocketClient | None = None
+        self.aws: WebSocketClient | None = None
+        self.code_ready = asyncio.Event()
+        self.granted = asyncio.Event()
+        self.ended = False
+        self.next_frame = 0  # the frame id the console expects next
+        self.next_input = 0  # the PointerMove number the agent expects next
+        self.frames_sent = 0
+        self.inputs_sent = 0
+        self.frame_at = self.input_at = 0.0  # the next slots on the pacing loop's clock
 
-    async def flush(self) -> None:
-        async with self.lock:
-            for data in self.conn.data_to_send():
-                with contextlib.suppress(ConnectionClosed):
-                    await self.ws.send(data)
+    def _end(self, where: str, ended: SessionEnded) -> None:
+        if not self.ended and (
+            ended.reason not in (EndReason.USER_ENDED, EndReason.CONSULTANT_ENDED) or ended.error
+        ):
+            self.tally.fail(f"{where}: {ended.reason.name} {ended.detail}")
+        self.ended = True
+
+    def on_console(self, data: bytes) -> None:
+        conn, tally = self.console, self.tally
+        conn.receive_data(data)
+        for event in conn.events_received():
+            kind = type(event)
+            if kind is Frame:
+                assert isinstance(event, Frame)
+                now = time.monotonic_ns()
+                if event.frame_id != self.next_frame:
+                    tally.frames_out_of_order += 1
+                self.next_frame = event.frame_id + 1
+                tally.frames_received += 1
+                if event.regions[0].data != self.payloads.get(event.frame_id):
+                    tally.frames_corrupted += 1
+                tally.frame_latency_ms.append((now - event.captured_at_ns) / 1e6)
+                conn.ack(event.frame_id)
+            elif kind is Pong:
+                assert isinstance(event, Pong)
+                tally.ping_rtt_ms.append((time.monotonic_ns() - event.sent_at_ns) / 1e6)
+            elif kind is CodeReady:
+                self.code_ready.set()
+            elif kind is ConsentGranted:
+                self.granted.set()
+            elif kind is SessionEnded:
+                assert isinstance(event, SessionEnded)
+                self._end("console", event)
+        out = conn.data_to_send()
+        if out and self.cws is not None:
+            self.cws.send(out)
+
+    def on_agent(self, data: bytes) -> None:
+        conn, tally = self.agent, self.tally
+        assert conn is not None
+        conn.receive_data(data)
+        for event in conn.events_received():
+            kind = type(event)
+            if kind is PointerMove:
+                assert isinstance(event, PointerMove)
+                if event.x != self.next_input % 30000:
+                    tally.inputs_out_of_order += 1
+                self.next_input += 1
+                tally.inputs_received += 1
+            elif kind is ConsentRequested:
+                conn.grant(Rights.CONTROL)
+            elif kind is SessionEnded:
+                assert isinstance(event, SessionEnded)
+                self._end("agent", event)
+        out = conn.data_to_send()
+        if out and self.aws is not None:
+            self.aws.send(out)
+
+    async def open(self) -> None:
+        """Connect both ends and run the whole opening up to consent granted.
+
+        Raises:
+            TimeoutError, OSError, WebSocketError: the opening did not finish.
+        """
+        plan = self.plan
+        headers = {"Authorization": f"Bearer {plan.token}"}
+        self.cws = await connect(plan.console_url, self.on_console, headers)
+        self.cws.send(self.console.data_to_send())  # AllocateNameplate
+        await self.code_ready.wait()
+        assert self.console.code is not None
+        key = load_public_key(plan.relay_key)
+        self.agent = AgentConnection(code=self.console.code, relay_key=key, org=plan.org)
+        self.aws = await connect(plan.agent_url, self.on_agent)
+        self.aws.send(self.agent.data_to_send())  # ClaimNameplate
+        await self.granted.wait()
+
+    def send_frame(self) -> None:
+        assert self.agent is not None and self.aws is not None
+        i = self.frames_sent
+        self.agent.send(
+            Frame(
+                frame_id=i,
+                captured_at_ns=time.monotonic_ns(),
+                width=1920,
+                height=1080,
+                regions=(self.payloads.region(i),),
+            )
+        )
+        self.frames_sent += 1
+        self.tally.frames_sent += 1
+        self.aws.send(self.agent.data_to_send())
+
+    def send_input(self) -> None:
+        assert self.cws is not None
+        i = self.inputs_sent
+        self.console.send(PointerMove(x=i % 30000, y=i % 1000))
+        self.inputs_sent += 1
+        self.tally.inputs_sent += 1
+        if i % max(1, round(self.plan.input_rate)) == 0:
+            self.console.ping(i)  # one round trip a second
+        self.cws.send(self.console.data_to_send())
+
+    @property
+    def delivered(self) -> bool:
+        return self.next_frame >= self.frames_sent and self.next_input >= self.inputs_sent
+
+    async def close(self) -> None:
+        if self.console.session.live:
+            self.console.end(EndReason.CONSULTANT_ENDED)
+            if self.cws is not None:
+                self.cws.send(self.console.data_to_send())
+        for ws in (self.cws, self.aws):
+            if ws is not None:
+                await ws.close()
 
 
-async def run_session(plan: Plan, ticket: tuple[str, str], tally: Tally) -> None:
-    tally.sessions += 1
-    console_conn = ConsoleConnection(
-        ticket_id=ticket[0],
-        consultant=plan.consultant,
-        ticket_title=ticket[1],
-        rights=Rights.CONTROL,
-    )
-    headers = {"Authorization": f"Bearer {plan.token}"}
-    options: dict[str, Any] = {"max_size": None, "compression": None, "open_timeout": 60}
-    cws = await connect(plan.console_url, additional_headers=headers, **options)
-    console = End(cws, console_conn)
-    code: PhoneCode | None = None
-    agent: End | None = None
-    granted = asyncio.Event()
-    done = asyncio.Event()
-    state = {"next_frame": 0, "next_input": 0, "frames_sent": 0, "inputs_sent": 0}
+class Payloads:
+    """`payload(i)` and its `Region` for every frame id, built once per process: every
+    session sends frame ids 0, 1, 2, ..., so one table serves all of them (each
+    `Frame` is still built, validated, encoded and sealed per session and message)."""
 
-    def fail(where: str, ended: SessionEnded) -> None:
-        if ended.reason not in (EndReason.USER_ENDED, EndReason.CONSULTANT_ENDED) or ended.error:
-            tally.failed += 1
-            if len(tally.failures) < 5:
-                tally.failures.append(f"{where}: {ended.reason.name} {ended.detail}")
-        done.set()
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: list[bytes] = []
+        self._regions: list[Region] = []
 
-    async def read_console() -> None:
-        nonlocal code
-        with contextlib.suppress(ConnectionClosed):
-            async for data in cws:
-                console_conn.receive_data(data)  # type: ignore[arg-type]
-                for event in console_conn.events_received():
-                    if isinstance(event, CodeReady):
-                        code = event.code
-                    elif isinstance(event, ConsentGranted):
-                        granted.set()
-                    elif isinstance(event, Frame):
-                        now = time.monotonic_ns()
-                        if event.frame_id != state["next_frame"]:
-                            tally.frames_out_of_order += 1
-                        state["next_frame"] = event.frame_id + 1
-                        tally.frames_received += 1
-                        if event.regions[0].data != payload(event.frame_id, plan.frame_bytes):
-                            tally.frames_corrupted += 1
-                        if time.time() >= plan.start_at:
-                            tally.frame_latency_ms.append((now - event.captured_at_ns) / 1e6)
-                        console_conn.ack(event.frame_id)
-                    elif isinstance(event, Pong):
-                        tally.ping_rtt_ms.append((time.monotonic_ns() - event.sent_at_ns) / 1e6)
-                    elif isinstance(event, SessionEnded):
-                        fail("console", event)
-                await console.flush()
-        done.set()
+    def get(self, frame_id: int) -> bytes:
+        data = self._data
+        while len(data) <= frame_id:
+            data.append(payload(len(data), self.size))
+        return data[frame_id]
 
-    async def read_agent(end: End) -> None:
-        assert isinstance(end.conn, AgentConnection)
-        conn = end.conn
-        with contextlib.suppress(ConnectionClosed):
-            async for data in end.ws:
-                conn.receive_data(data)  # type: ignore[arg-type]
-                for event in conn.events_received():
-                    if isinstance(event, ConsentRequested):
-                        conn.grant(Rights.CONTROL)
-                    elif isinstance(event, PointerMove):
-                        if event.x != state["next_input"] % 30000:
-                            tally.inputs_out_of_order += 1
-                        state["next_input"] += 1
-                        tally.inputs_received += 1
-                    elif isinstance(event, SessionEnded):
-                        fail("agent", event)
-                await end.flush()
-        done.set()
-
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        await console.flush()  # AllocateNameplate
-        tasks.append(asyncio.create_task(read_console()))
-        async with asyncio.timeout(SETUP_TIMEOUT):
-            while code is None:
-                await asyncio.sleep(0.01)
-            aws = await connect(plan.agent_url, **options)
-            key = load_public_key(plan.relay_key)
-            agent = End(aws, AgentConnection(code=code, relay_key=key, org=plan.org))
-            await agent.flush()
-            tasks.append(asyncio.create_task(read_agent(agent)))
-            await granted.wait()
-        tally.keyed += 1
-        await asyncio.sleep(max(0.0, plan.start_at - time.time()))
-        stop_at = time.monotonic() + plan.seconds
-
-        async def frames() -> None:
-            assert agent is not None
-            i = 0
-            begin = time.monotonic()
-            while time.monotonic() < stop_at and not done.is_set():
-                region = Region(
+    def region(self, frame_id: int) -> Region:
+        regions = self._regions
+        while len(regions) <= frame_id:
+            regions.append(
+                Region(
                     x=0,
                     y=0,
                     width=64,
                     height=64,
                     encoding=Encoding.JPEG,
-                    data=payload(i, plan.frame_bytes),
+                    data=self.get(len(regions)),
                 )
-                agent.conn.send(
-                    Frame(
-                        frame_id=i,
-                        captured_at_ns=time.monotonic_ns(),
-                        width=1920,
-                        height=1080,
-                        regions=(region,),
-                    )
-                )
-                i += 1
-                state["frames_sent"] = i
-                tally.frames_sent += 1
-                await agent.flush()
-                # a fixed schedule, not sleep-after-work: a busy client falls behind the
-                # target rate visibly (sent < target) instead of silently slowing down
-                await asyncio.sleep(max(0.0, begin + i / plan.fps - time.monotonic()))
+            )
+        return regions[frame_id]
 
-        async def inputs() -> None:
-            i = 0
-            begin = time.monotonic()
-            last_ping = 0.0
-            while time.monotonic() < stop_at and not done.is_set():
-                console_conn.send(PointerMove(x=i % 30000, y=i % 1000))
-                i += 1
-                state["inputs_sent"] = i
-                tally.inputs_sent += 1
-                if time.monotonic() - last_ping >= 1.0:
-                    last_ping = time.monotonic()
-                    console_conn.ping(i)
-                await console.flush()
-                await asyncio.sleep(max(0.0, begin + i / plan.input_rate - time.monotonic()))
 
-        await asyncio.gather(frames(), inputs())
-        # let what is in flight arrive, then end as the consultant would
-        drain_until = time.monotonic() + DRAIN_SECONDS
-        while time.monotonic() < drain_until and not done.is_set():
-            if (
-                state["next_frame"] >= state["frames_sent"]
-                and state["next_input"] >= state["inputs_sent"]
-            ):
-                break
-            await asyncio.sleep(0.05)
-        if console_conn.session.live:
-            console_conn.end(EndReason.CONSULTANT_ENDED)
-            await console.flush()
-    except (TimeoutError, OSError, ConnectionClosed) as exc:
-        tally.failed += 1
-        if len(tally.failures) < 5:
-            tally.failures.append(f"setup: {exc!r}")
-    finally:
-        for end in (console, agent):
-            if end is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(end.ws.close(), 5)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+async def pace(sessions: list[Session], plan: Plan, tally: Tally) -> None:
+    """Send every session's frames and inputs on a fixed schedule from `plan.start_at`.
+
+    One loop for all sessions of this process, waking every TICK seconds: no task or
+    timer per message. Session k's slots are spread over the period (offset by its
+    index) so the process does not send in bursts. A slot due more than LATE_LIMIT s
+    ago is skipped, not sent: a client that cannot keep up shows as "offered < asked"
+    instead of stretching the run.
+    """
+    loop = asyncio.get_running_loop()
+    begin = loop.time() + (plan.start_at - time.time())
+    stop = begin + plan.seconds
+    frame_period, input_period = 1.0 / plan.fps, 1.0 / plan.input_rate
+    n = max(1, len(sessions))
+    for k, s in enumerate(sessions):
+        s.frame_at = begin + (k + 0.5) / n * frame_period
+        s.input_at = begin + ((k * 7 + 3) % n + 0.5) / n * input_period  # not in step
+    await asyncio.sleep(max(0.0, begin - loop.time()))
+    cpu0 = time.process_time()
+    tick = 0
+    lag = tally.send_lag_ms  # how long after its slot each message went out
+    while True:
+        now = loop.time()
+        horizon = min(now, stop)
+        for s in sessions:
+            if s.ended:
+                continue
+            try:
+                while s.frame_at <= horizon:
+                    late = now - s.frame_at
+                    if late > LATE_LIMIT:
+                        tally.slots_skipped += 1
+                    else:
+                        s.send_frame()
+                        lag.append(late * 1e3)
+                    s.frame_at += frame_period
+                while s.input_at <= horizon:
+                    late = now - s.input_at
+                    if late > LATE_LIMIT:
+                        tally.slots_skipped += 1
+                    else:
+                        s.send_input()
+                        lag.append(late * 1e3)
+                    s.input_at += input_period
+            except LocalProtocolError as exc:  # the session ended under us: counted once
+                if not s.ended:
+                    tally.fail(f"send: {exc}")
+                s.ended = True
+        if now >= stop:
+            break
+        tick = max(tick + 1, int((loop.time() - begin) / TICK))
+        await asyncio.sleep(max(0.0, begin + tick * TICK - loop.time()))
+    tally.client_cpu_seconds = time.process_time() - cpu0
+    tally.client_backlog_max = max(
+        (ws.buffered() for s in sessions for ws in (s.cws, s.aws) if ws is not None), default=0
+    )
 
 
 async def worker_main(plan: Plan) -> Tally:
     tally = Tally()
-    await asyncio.gather(
-        *(run_session(plan, t, tally) for t in plan.tickets), return_exceptions=False
-    )
+    payloads = Payloads(plan.frame_bytes)
+    sessions = [Session(plan, t, tally, payloads) for t in plan.tickets]
+    tally.sessions = len(sessions)
+
+    async def open_one(s: Session) -> bool:
+        try:
+            async with asyncio.timeout(SETUP_TIMEOUT):
+                await s.open()
+        except (TimeoutError, OSError, WebSocketError) as exc:
+            tally.fail(f"setup: {exc!r}")
+            s.ended = True
+            return False
+        tally.keyed += 1
+        return True
+
+    try:
+        opened = await asyncio.gather(*(open_one(s) for s in sessions))
+        live = [s for s, ok in zip(sessions, opened, strict=True) if ok]
+        await pace(live, plan, tally)
+        # let what is in flight arrive (bounded), then end as the consultant would
+        drain_until = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < drain_until and not all(s.ended or s.delivered for s in live):
+            await asyncio.sleep(0.05)
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
     return tally
 
 
 def worker(plan_json: str) -> dict[str, Any]:
     plan = Plan(**json.loads(plan_json))
     plan.tickets = [tuple(t) for t in plan.tickets]  # type: ignore[misc]
+    if plan.loop == "uvloop":
+        import uvloop
+
+        return asdict(uvloop.run(worker_main(plan)))
     return asdict(asyncio.run(worker_main(plan)))
 
 
@@ -414,39 +508,54 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds spent by every process on the machine (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLK_TCK
+
+
 def run_phase(
     name: str, pid: int, base: dict[str, Any], tickets: list[tuple[str, str]], args: Any
 ) -> dict[str, Any]:
     workers = max(1, min(args.workers, len(tickets)))
     start_at = time.time() + args.ramp
     plans = [
-        json.dumps({**base, "tickets": tickets[i::workers], "start_at": start_at})
+        json.dumps(
+            {**base, "tickets": tickets[i::workers], "start_at": start_at, "loop": args.loop}
+        )
         for i in range(workers)
     ]
-    samples: list[tuple[float, float, float]] = []
+    # (wall time, relay cpu s, relay rss MiB, machine busy cpu s)
+    samples: list[tuple[float, float, float, float]] = []
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         pending = pool.map_async(worker, plans)
         deadline = time.monotonic() + args.ramp + args.seconds + DRAIN_SECONDS + SETUP_TIMEOUT
         while not pending.ready() and time.monotonic() < deadline:
-            time.sleep(1.0)
-            samples.append((time.time(), cpu_seconds(pid), rss_mib(pid)))
+            time.sleep(0.5)
+            samples.append((time.time(), cpu_seconds(pid), rss_mib(pid), machine_busy_seconds()))
         results = pending.get(timeout=max(1.0, deadline - time.monotonic()))
     total = Tally()
     for r in results:
         for key, value in r.items():
-            setattr(total, key, getattr(total, key) + value)
+            if key == "client_backlog_max":
+                total.client_backlog_max = max(total.client_backlog_max, value)
+            else:
+                setattr(total, key, getattr(total, key) + value)
     window = [s for s in samples if start_at <= s[0] <= start_at + args.seconds]
-    cpu = (
-        (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) * 100
-        if len(window) >= 2
-        else float("nan")
-    )
-    rss = max((s[2] for s in samples), default=float("nan"))
+    nan = float("nan")
+    span = window[-1][0] - window[0][0] if len(window) >= 2 else nan
+    cpu = (window[-1][1] - window[0][1]) / span * 100 if len(window) >= 2 else nan
+    machine = (window[-1][3] - window[0][3]) / span * 100 if len(window) >= 2 else nan
+    rss = max((s[2] for s in samples), default=nan)
     return {
         "name": name,
         "tally": total,
+        "workers": workers,
         "relay_cpu_percent": cpu,
         "relay_rss_mib_max": rss,
+        "machine_cpu_percent": machine,
+        "client_cpu_percent": total.client_cpu_seconds / args.seconds * 100,
         "messages_per_second": (total.frames_received + total.inputs_received) / args.seconds,
         "target_messages": round(len(tickets) * args.seconds * (args.fps + args.input_rate)),
     }
@@ -460,8 +569,9 @@ def report(phase: dict[str, Any]) -> None:
     target = phase["target_messages"]
     offered = t.frames_sent + t.inputs_sent
     print(
-        f"offered {offered} of the {target} messages asked for ({offered / target:.0%}); "
-        "below 100 % the client processes, not the relay, set the pace"
+        f"offered {offered} of the {target} messages asked for ({offered / target:.1%}); "
+        f"{t.slots_skipped} slots skipped as over {LATE_LIMIT:g} s late "
+        "(below 100 % the client processes, not the relay, set the pace)"
     )
     print(
         f"sessions {t.sessions}, keyed {t.keyed}, failed {t.failed} {t.failures[:3]}; "
@@ -470,13 +580,20 @@ def report(phase: dict[str, Any]) -> None:
         f"inputs sent {t.inputs_sent} received {t.inputs_received} (lost {lost_inputs}, "
         f"out of order/duplicated {t.inputs_out_of_order})"
     )
-    fl, rtt = t.frame_latency_ms, t.ping_rtt_ms
+    fl, rtt, lag = t.frame_latency_ms, t.ping_rtt_ms, t.send_lag_ms
     print(
         f"frame latency ms p50 {percentile(fl, 0.5):.1f} p99 {percentile(fl, 0.99):.1f} "
         f"max {max(fl, default=float('nan')):.1f}; ping rtt ms p50 {percentile(rtt, 0.5):.1f} "
-        f"p99 {percentile(rtt, 0.99):.1f}; delivered {phase['messages_per_second']:.0f} msg/s; "
+        f"p99 {percentile(rtt, 0.99):.1f}; delivered {phase['messages_per_second']:.0f} msg/s"
+    )
+    print(
         f"relay cpu {phase['relay_cpu_percent']:.0f} % of a core, rss max "
-        f"{phase['relay_rss_mib_max']:.0f} MiB"
+        f"{phase['relay_rss_mib_max']:.0f} MiB; clients ({phase['workers']} processes) cpu "
+        f"{phase['client_cpu_percent']:.0f} % of a core, sent after their slot by ms p50 "
+        f"{percentile(lag, 0.5):.1f} p99 {percentile(lag, 0.99):.1f} max "
+        f"{max(lag, default=float('nan')):.1f}, send backlog at the end "
+        f"{t.client_backlog_max} B; whole machine {phase['machine_cpu_percent']:.0f} % "
+        f"of {os.cpu_count()} cores"
     )
 
 
@@ -489,6 +606,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frame-bytes", type=int, default=2048)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds to open sessions")
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        help="client event loop (default uvloop when installed)",
+    )
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
         "--serve-bare", nargs=3, metavar=("PORT", "KEY", "ORG"), help=argparse.SUPPRESS
@@ -509,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(
         f"{args.sessions} sessions x {args.seconds:.0f} s, frames {args.fps:g}/s of "
-        f"{args.frame_bytes} B, input {args.input_rate:g}/s, {args.workers} client processes"
+        f"{args.frame_bytes} B, input {args.input_rate:g}/s, {args.workers} client processes "
+        f"({args.loop}); load average before: {os.getloadavg()[0]:.2f}"
     )
     with tempfile.TemporaryDirectory(prefix="zgoda-load-") as tmp:
         relay = start_relay(Path(tmp) / "relay", config=LOAD_CONFIG)

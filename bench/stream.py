@@ -12,19 +12,18 @@ one line every 33 ms) and `fullscreen` (a photo panning 16 px every 33 ms: the
 whole screen changes 30 times a second, like a video).
 
 Systems, read in turn on the same display and workloads:
-- zgoda: the real agent engine (`SessionRunner`, in this process on its own
-  threads) → a real relay process → the console client library
-  (`ConsoleSession`, on this process's main thread) on loopback;
+- zgoda: the real agent engine (`SessionRunner`, in its own process,
+  `bench.stream_agent`, as on a real PC) → a real relay process → the console
+  client library (`ConsoleSession`, on this process's main thread) on loopback;
 - x0vncserver and x11vnc read by `bench.rfb` with Tight + JPEG quality 6 and
   with lossless Tight.
 
 Per workload and system, over a window of `--seconds` while the workload plays:
 - fps: zgoda frames applied per second / VNC FramebufferUpdates per second;
 - KB/s: bytes received by the viewer (zgoda: sealed WebSocket messages);
-- agent/server CPU and console/viewer CPU in % of one core (zgoda: this
-  process's CPU (ended threads included) minus the main thread's and the
-  link emulator's, minus the benchmark's own hook;
-  VNC: the server process from /proc);
+- agent/server CPU and console/viewer CPU in % of one core (zgoda: the agent
+  process from /proc, ended threads included, minus the benchmark's sampling
+  hook; the console: this process's main thread; VNC: the server process);
 - latency p50/p99 (zgoda only): capture timestamp → frame decoded in the
   console; RFB carries no capture time, so VNC shows "n/a";
 - PSNR: zgoda, of the console framebuffer against the very frame the agent
@@ -54,7 +53,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +100,11 @@ else:
         text.insert("end", f"{i:5d}  {row}\n")
 root.update()
 
+def later(period_ms, k, end):
+    # on an absolute schedule: a slow redraw does not stretch the period
+    due = started + (k + 1) * period_ms / 1000
+    root.after(max(1, int((due - time.monotonic()) * 1000)), step, k + 1, end)
+
 def step(k, end):
     global changes
     if time.monotonic() >= end:
@@ -109,25 +113,27 @@ def step(k, end):
         return
     if mode == "fullscreen":
         label.configure(image=frames[k % 30])
-        root.after(33, step, k + 1, end)
+        later(1000 / 30, k, end)
     elif mode == "typing":
         ch = "the quick brown fox jumps over the lazy dog. "[k % 45]
         text.insert("end", ch if (k + 1) % 70 else ch + "\n")
         text.see("end")
-        root.after(100, step, k + 1, end)
+        later(100, k, end)
     elif mode == "scrolling":
         text.yview_scroll(1, "units")
-        root.after(33, step, k + 1, end)
+        later(1000 / 30, k, end)
     else:
         root.after(100, step, k + 1, end)
         return
     changes += 1
 
 def go(*_):
+    global started
     sys.stdin.readline()
     root.deletefilehandler(sys.stdin)
     print("start", time.time_ns(), flush=True)
-    step(0, time.monotonic() + duration)
+    started = time.monotonic()
+    step(0, started + duration)
 
 root.tk.createfilehandler(sys.stdin, tk.READABLE, go)
 print("ready", flush=True)
@@ -289,29 +295,45 @@ class RfbViewer(Viewer):
 
 
 class ZgodaViewer(Viewer):
-    """Agent engine (threads of this process) → relay process → ConsoleSession (main thread)."""
+    """Agent engine (its own process, `bench.stream_agent`) → relay process →
+    ConsoleSession (this process's main thread).
+
+    The agent runs apart, as on a real PC: its CPU is that process's, and its
+    threads do not share an interpreter lock with the console's decoding.
+    """
 
     name = "zgoda"
 
     def __init__(self) -> None:
         self.latencies, self.frame_psnr = [], []
-        self._captures: dict[int, Pixels] = {}
-        self._hook_cpu = 0.0  # agent-thread CPU spent in the benchmark's hook, subtracted
         self._bench_cpu = 0.0  # console-thread CPU spent computing PSNR, subtracted
-        self._sample_every = 5
-        self.measuring = False
         self._main_tid = threading.get_native_id()
-        self._skip_tids = {self._main_tid}  # the console's thread, the link emulator's
+        self.agent: subprocess.Popen[bytes] | None = None
 
-    async def open(self, tmp: Path, link: tuple[float, float] | None = None) -> None:
-        from agent.frontend import ConsentAnswer
-        from agent.runner import SessionRunner
+    @property
+    def measuring(self) -> bool:
+        return (self.samples / "measuring").exists()
+
+    @measuring.setter
+    def measuring(self, on: bool) -> None:
+        flag = self.samples / "measuring"
+        if on:
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
+            for sample in self.samples.glob("*.raw"):
+                sample.unlink(missing_ok=True)
+
+    async def open(
+        self, tmp: Path, env: dict[str, str], link: tuple[float, float] | None = None
+    ) -> None:
         from console.client import ConsoleClient
         from console.session import FrameApplied, Phase
-        from tests.agent.conftest import TEST_LIMITS, config_for
-        from tests.agent.scripted_ui import ScriptedUI
+        from tests.agent.conftest import TEST_LIMITS
         from tests.support.relay import start_relay
 
+        self.samples = tmp / "samples"
+        self.samples.mkdir()
         self.relay = start_relay(tmp / "relay", config=TEST_LIMITS)
         self.client = ConsoleClient(self.relay.url)
         await self.client.__aenter__()
@@ -321,46 +343,45 @@ class ZgodaViewer(Viewer):
         )
         self.session = await self.client.start_session(ticket)
         assert self.session.code is not None
-        config = config_for(self.relay)
-        relay_port = int(self.relay.url.rsplit(":", 1)[1].split("/")[0])
+        relay_url = self.relay.url
+        relay_port = int(relay_url.rsplit(":", 1)[1].split("/")[0])
         self.link = SlowLink(relay_port, *link) if link else None
         if self.link is not None:  # the PC's uplink: agent ⇄ relay
-            port = self.link.start()
-            config = replace(
-                config, relay_url=config.relay_url.replace(f":{relay_port}", f":{port}")
-            )
-            self._skip_tids.add(self.link.native_id)
-        self.runner = SessionRunner(
-            config,
-            self.session.code,
-            ScriptedUI(ConsentAnswer.VIEW_ONLY),
-            end_hotkey=None,
+            relay_url = relay_url.replace(f":{relay_port}", f":{self.link.start()}")
+        agent_env = dict(env)
+        agent_env.update(
+            ZGODA_RELAY_URL=relay_url,
+            ZGODA_RELAY_KEY=self.relay.pubkey,
+            ZGODA_ORG_NAME=self.relay.org,
+            ZGODA_LANGUAGE="en",
+            XDG_CONFIG_HOME=str(tmp / "agent-config"),  # no stray agent.toml
         )
-        self.runner.on_capture = self._on_capture
-        self.runner.start()
+        self.agent = subprocess.Popen(
+            [sys.executable, "-m", "bench.stream_agent", str(self.session.code), str(self.samples)],
+            env=agent_env,
+            stdout=subprocess.DEVNULL,
+        )
         await self.session.wait_phase(Phase.VIEWING, timeout=30)
         await self.session.wait_frames(1, timeout=30)
 
         def applied(update: object) -> None:
-            if not isinstance(update, FrameApplied) or not self.measuring:
+            if not isinstance(update, FrameApplied):
                 return
-            now = time.time_ns()
-            self.latencies.append((now - self.session.last_captured_at_ns) / 1e6)
-            capture = self._captures.pop(update.frame_id, None)
-            if capture is not None:
-                t = time.thread_time()
-                self.frame_psnr.append(psnr(self.session.framebuffer.pixels, capture))
-                self._bench_cpu += time.thread_time() - t
+            sample = self.samples / f"{update.frame_id}.raw"
+            if not sample.exists():  # not sampled, or not measuring
+                return
+            t = time.thread_time()
+            capture = np.frombuffer(sample.read_bytes(), np.uint8).reshape(HEIGHT, WIDTH, 4)
+            sample.unlink(missing_ok=True)
+            self.frame_psnr.append(psnr(self.session.framebuffer.pixels, capture))
+            self._bench_cpu += time.thread_time() - t
 
+        def timed(update: object) -> None:
+            if isinstance(update, FrameApplied) and self.measuring:
+                self.latencies.append((time.time_ns() - self.session.last_captured_at_ns) / 1e6)
+
+        self.session.add_listener(timed)
         self.session.add_listener(applied)
-
-    def _on_capture(self, frame_id: int, bgra: Pixels) -> None:
-        if not self.measuring or frame_id % self._sample_every:
-            return
-        t = time.thread_time()
-        if len(self._captures) < 8:
-            self._captures[frame_id] = bgra.copy()
-        self._hook_cpu += time.thread_time() - t
 
     def counters(self) -> tuple[int, int]:
         return self.session.stats.frames, self.session.stats.bytes
@@ -372,21 +393,22 @@ class ZgodaViewer(Viewer):
         await asyncio.sleep(seconds)
 
     def cpu(self) -> tuple[float, float]:
-        # the process's total includes threads that ended (x264's workers come and
-        # go with each encoder); take out the console's and the link emulator's
-        agent = process_cpu(os.getpid())
-        for tid in self._skip_tids:
-            with contextlib.suppress(FileNotFoundError):
-                agent -= thread_cpu(tid)
-        console = thread_cpu(self._main_tid)
-        return agent - self._hook_cpu, console - self._bench_cpu
+        assert self.agent is not None
+        hook = 0.0
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            hook = float((self.samples / "hook-cpu").read_text())
+        agent = process_cpu(self.agent.pid) - hook
+        return agent, thread_cpu(self._main_tid) - self._bench_cpu
 
     async def close(self) -> None:
         try:
             await self.session.end()
         finally:
-            self.runner.end()
-            await asyncio.to_thread(self.runner.wait, 10)
+            if self.agent is not None:
+                try:
+                    await asyncio.to_thread(self.agent.wait, 10)
+                except subprocess.TimeoutExpired:
+                    stop_process(self.agent)
             await self.client.close()
             self.relay.stop()
             if self.link is not None:
@@ -628,7 +650,7 @@ async def run_all(
 
     if "zgoda" in systems:
         viewer = ZgodaViewer()
-        await viewer.open(tmp, link)
+        await viewer.open(tmp, env, link)
         await each(viewer, viewer.close)
     for kind in ("x0vncserver", "x11vnc"):
         for quality, label in ((6, "Tight+JPEG6"), (None, "Tight lossless")):

@@ -88,6 +88,17 @@ class ScreenCapture(Protocol):
         """
         ...
 
+    def changed(self) -> bool | None:
+        """Whether anything was drawn on the screen since the last call (True the
+        first time); None when the platform cannot tell, so the caller grabs and
+        compares. A platform that answers must not miss a drawing between its
+        answer and the `grab` that follows.
+
+        Raises:
+            PlatformError: the display cannot be queried.
+        """
+        ...
+
     def grab(self, monitor: MonitorInfo) -> bytes | bytearray | memoryview:
         """BGRA pixels of the monitor, `width*height*4` bytes, rows top to bottom.
 

@@ -196,6 +196,11 @@ class WindowsCapture:
             for index, mon in enumerate(raw[:MAX_MONITORS])
         ]
 
+    def changed(self) -> bool | None:
+        """None: GDI cannot tell what was drawn (DXGI desktop duplication could, not
+        used yet), so the engine grabs and compares."""
+        return None
+
     def grab(self, monitor: MonitorInfo) -> bytearray:
         box = {
             "left": monitor.left,

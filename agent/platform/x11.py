@@ -48,6 +48,7 @@ class X11Capture:
             from Xlib.error import ConnectionClosedError, DisplayError
         except ImportError as exc:
             raise PlatformError(f"screen capture is not available here: {exc}") from None
+        self._x_errors: tuple[type[Exception], ...] = (OSError, ConnectionClosedError, DisplayError)
         try:
             self._mss: Any = mss.MSS(display=name)
         except mss.ScreenShotError as exc:
@@ -60,10 +61,66 @@ class X11Capture:
             raise PlatformError(f"cannot open X display {name}: {exc}") from None
         self._root = self._x.screen().root
         self._xfixes = self._x.has_extension("XFIXES")
+        self._cursor_serial: int | None = None  # of the last shape fetched
+        self._cursor_changed = True
         if self._xfixes:
+            from Xlib.ext import xfixes
+
             self._x.xfixes_query_version()
+            # a DisplayCursorNotify per new shape: the image is fetched only then
+            self._x.xfixes_select_cursor_input(self._root, xfixes.XFixesDisplayCursorNotifyMask)
+        self._damage: int | None = None
+        self._damage_event = -1
+        self._damaged = True  # nothing grabbed yet
+        if self._x.has_extension("DAMAGE"):
+            from Xlib.ext import damage
+
+            self._x.damage_query_version()
+            # one DamageNotify each time the damage goes from empty to not empty;
+            # `changed()` subtracts it, which re-arms the report
+            self._damage = self._root.damage_create(damage.DamageReportNonEmpty)
+            first_event = self._x.query_extension("DAMAGE").first_event
+            self._damage_event = first_event + damage.DamageNotifyCode
+        self._x.sync()
         self._scale = _scale_percent(self._x)
         self._closed = False
+
+    def _drain(self) -> None:
+        """Read the events that arrived (never blocks): damage and cursor-shape changes."""
+        try:
+            while self._x.pending_events():
+                event = self._x.next_event()
+                if self._damage is not None and event.type == self._damage_event:
+                    self._damaged = True
+                else:  # the only other events selected: a new cursor shape
+                    self._cursor_changed = True
+        except self._x_errors as exc:
+            raise PlatformError(f"lost the X display: {exc}") from None
+
+    def changed(self) -> bool | None:
+        """Whether anything was drawn on the screen since the last call (X DAMAGE).
+
+        True the first time. None when the server has no DAMAGE extension: the
+        caller must grab and compare to know.
+
+        Raises:
+            PlatformError: the display connection was lost.
+        """
+        if self._damage is None:
+            return None
+        self._drain()
+        if not self._damaged:
+            return False
+        self._damaged = False
+        # clear the damage before the grab that follows, and wait until the server has
+        # done so (the grab goes over mss's own connection): a drawing after this
+        # point raises a new DamageNotify, one before it is in the grab
+        try:
+            self._x.damage_subtract(self._damage)
+            self._x.sync()
+        except self._x_errors as exc:
+            raise PlatformError(f"lost the X display: {exc}") from None
+        return True
 
     def monitors(self) -> list[MonitorInfo]:
         try:
@@ -105,13 +162,19 @@ class X11Capture:
         if not self._xfixes:
             pointer = self._root.query_pointer()
             return CursorInfo(x=pointer.root_x, y=pointer.root_y)
-        # One request gives position, serial and image; the image is turned into a
-        # message only when the serial changed (a new cursor shape).
-        reply = self._x.xfixes_get_cursor_image(self._root)
-        shape = None
-        if reply.cursor_serial != known_serial:
-            shape = _cursor_shape(reply)
-        return CursorInfo(x=reply.x, y=reply.y, serial=reply.cursor_serial, shape=shape)
+        self._drain()
+        if self._cursor_changed or known_serial is None or known_serial != self._cursor_serial:
+            # a new shape (or a caller that has not seen ours): one request gives
+            # position, serial and image, and the image becomes a message only
+            # when its serial is not the caller's
+            self._cursor_changed = False
+            reply = self._x.xfixes_get_cursor_image(self._root)
+            self._cursor_serial = reply.cursor_serial
+            shape = _cursor_shape(reply) if reply.cursor_serial != known_serial else None
+            return CursorInfo(x=reply.x, y=reply.y, serial=reply.cursor_serial, shape=shape)
+        # the same shape: the position alone is a much smaller reply to parse
+        pointer = self._root.query_pointer()
+        return CursorInfo(x=pointer.root_x, y=pointer.root_y, serial=self._cursor_serial)
 
     def close(self) -> None:
         if self._closed:

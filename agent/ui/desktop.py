@@ -174,6 +174,10 @@ class _GuardedCapture:
     def monitors(self) -> list[MonitorInfo]:
         return self.inner.monitors()
 
+    def changed(self) -> bool | None:
+        # the secure desktop is found by grabbing: grab while it shows
+        return True if self._active() else self.inner.changed()
+
     def grab(self, monitor: MonitorInfo) -> bytes | bytearray | memoryview:
         if self._active():
             raise PlatformError(self._sentence)

@@ -109,6 +109,33 @@ def test_pacer_closes_the_window_until_frames_are_acked() -> None:
     assert pacer.window_open() and not pacer.acked(3)
 
 
+def test_pacer_measures_throughput_from_large_frames_only_and_forgets_old_samples() -> None:
+    clock = Clock()
+    pacer = FramePacer(window=4, max_fps=60, clock=clock)
+    assert pacer.throughput is None
+    pacer.sent(1, 1_000)  # a typing frame: its time is the round trip, not the link's rate
+    clock.now += 0.04
+    pacer.acked(1)
+    assert pacer.throughput is None
+    clock.now += 1
+    pacer.sent(2, 100_000)  # alone on the link: 0.24 s, of which 0.04 s is the round trip
+    clock.now += 0.24
+    pacer.acked(2)
+    assert pacer.throughput == pytest.approx(500_000)
+    clock.now += 1
+    pacer.sent(3, 100_000)  # two back to back: the second was on the wire between the acks
+    pacer.sent(4, 100_000)
+    clock.now += 0.5
+    pacer.acked(3)
+    clock.now += 0.25
+    pacer.acked(4)
+    assert pacer.throughput == pytest.approx(500_000)  # the best recent sample (3 alone: ~217 KB/s)
+    clock.now += 2.8  # sample 2 is older than the window now; 4's 400 KB/s remains
+    assert pacer.throughput == pytest.approx(400_000)
+    clock.now += 1
+    assert pacer.throughput is None
+
+
 def test_pacer_rejects_nonsense_settings() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         FramePacer(window=0)

@@ -792,6 +792,10 @@ class FlakyCapture:
     def monitors(self) -> list[MonitorInfo]:
         return self.inner.monitors()
 
+    def changed(self) -> bool | None:
+        # a failing screen must be grabbed (that is where the failure shows)
+        return True if self.failing.is_set() else self.inner.changed()
+
     def grab(self, monitor: MonitorInfo) -> bytes | bytearray | memoryview:
         if self.failing.is_set():
             raise PlatformError("the secure desktop is showing")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 from Xlib import XK
 from Xlib import display as xdisplay_module
@@ -29,6 +32,86 @@ def test_capture_lists_monitors_grabs_bgra_and_reads_the_cursor(xdisplay: XDispl
     finally:
         capture.close()
         capture.close()
+
+
+def test_capture_reports_drawing_through_damage_and_misses_none(xdisplay: XDisplay) -> None:
+    capture = X11Capture(xdisplay.name)
+    x = xdisplay_module.Display(xdisplay.name)
+    try:
+        screen = capture.monitors()[1]
+        assert capture.changed() is True  # nothing grabbed yet
+        capture.grab(screen)
+        # settle: whatever else is drawing on the shared display (bounded)
+        for _ in range(50):
+            if capture.changed() is False:
+                break
+            capture.grab(screen)
+        assert capture.changed() is False
+        window = x.screen().root.create_window(
+            10, 10, 64, 64, 0, x.screen().root_depth, background_pixel=x.screen().white_pixel
+        )
+        window.map()
+        x.sync()
+        assert _eventually(capture.changed)  # a window appeared: drawing was reported
+        before = capture.grab(screen)
+        window.change_attributes(background_pixel=x.screen().black_pixel)
+        window.clear_area()
+        x.sync()
+        # the drawing after `changed()` answered is in the next answer, and the grab differs
+        assert _eventually(capture.changed)
+        assert capture.grab(screen) != before
+        window.destroy()
+        x.sync()
+    finally:
+        x.close()
+        capture.close()
+
+
+def test_a_new_cursor_shape_is_fetched_once_then_only_the_position(xdisplay: XDisplay) -> None:
+    from Xlib import Xcursorfont
+
+    capture = X11Capture(xdisplay.name)
+    x = xdisplay_module.Display(xdisplay.name)
+    try:
+        first = capture.cursor(known_serial=None)
+        assert first.shape is not None
+        assert capture.cursor(known_serial=first.serial).shape is None
+        font = x.open_font("cursor")
+        shape = font.create_glyph_cursor(
+            font, Xcursorfont.watch, Xcursorfont.watch + 1, (0, 0, 0), (65535, 65535, 65535)
+        )
+        # a window of our own, on top, with the pointer in it, shows our cursor
+        root = x.screen().root
+        window = root.create_window(
+            0, 0, 100, 100, 0, x.screen().root_depth, override_redirect=True, cursor=shape
+        )
+        window.map()
+        window.raise_window()
+        root.warp_pointer(50, 50)
+        x.sync()
+        changed = None
+        for _ in range(100):  # the DisplayCursorNotify arrives on the capture's connection
+            info = capture.cursor(known_serial=first.serial)
+            if info.shape is not None:
+                changed = info
+                break
+            x.sync()
+        assert changed is not None and changed.serial != first.serial
+        assert capture.cursor(known_serial=changed.serial).shape is None
+        window.destroy()
+        x.sync()
+    finally:
+        x.close()
+        capture.close()
+
+
+def _eventually(check: Callable[[], object], tries: int = 100) -> bool:
+    """True once `check()` is truthy, polled with a short sleep (bounded: ~1 s)."""
+    for _ in range(tries):
+        if check():
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def test_capture_without_a_display_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -169,10 +169,81 @@ def test_full_screen_motion_goes_h264_and_ends_exact_when_it_stops() -> None:
     for _ in range(4):
         pipe.step(screen)
     assert pipe.exact(screen)  # still: refined lossless over the video picture
-    pipe.step(pan(20))  # a new run starts with an IDR the decoder takes on its own
+    pipe.step(pan(20))
     pipe.step(pan(21))
-    assert {r.encoding for r in pipe.step(pan(22))} == {Encoding.H264}
+    again = pipe.step(pan(22))
+    assert {r.encoding for r in again} == {Encoding.H264}
+    # the same encoder goes on: a P-frame against the decoder's last video picture,
+    # which the tiles painted over the framebuffer in between did not touch
+    assert not nal_types(again[0].data) & {IDR}
     assert psnr(pipe.fb.pixels, pan(22)) > 30
+    pipe.stream.reset()  # a new viewer: its decoder knows nothing, so an IDR
+    video = [
+        r for step in range(23, 26) for r in pipe.step(pan(step)) if r.encoding is Encoding.H264
+    ]
+    assert video and IDR in nal_types(video[0].data)
+    assert psnr(pipe.fb.pixels, pan(25)) > 30
+
+
+IDR = 5
+
+
+def nal_types(annex_b: bytes) -> set[int]:
+    """The NAL unit types in an Annex B access unit (5: an IDR slice, 1: a P slice)."""
+    return {
+        annex_b[i + 3] & 0x1F for i in range(len(annex_b) - 3) if annex_b[i : i + 3] == b"\0\0\1"
+    }
+
+
+def test_a_capture_known_unchanged_is_refined_from_the_last_pixels() -> None:
+    pipe, screen = Pipe(), text_screen()
+    assert {r.encoding for r in pipe.step(screen)} == {Encoding.JPEG}
+    assert pipe.stream.unchanged() == []  # still for one capture: not yet
+    refined = pipe.stream.unchanged()  # two: the lossless copy, with no new pixels given
+    assert refined and {r.encoding for r in refined} <= {Encoding.ZLIB_BGRA, Encoding.SOLID}
+    for part in frame_parts(frame_id=9, captured_at_ns=0, width=W, height=H, regions=refined):
+        pipe.fb.apply(decode_inner(encode(part)))  # type: ignore[arg-type]
+    assert pipe.exact(screen)
+    assert pipe.stream.unchanged() == []  # nothing left to send
+    for _ in range(QUIET_AFTER_CAPTURES):
+        pipe.stream.unchanged()
+    assert pipe.stream.quiet
+
+
+def test_on_a_measured_slow_link_refinement_goes_in_pieces_the_link_carries() -> None:
+    pipe, screen = Pipe(), text_screen()
+    pipe.stream.adapt(0.05, now=0.0, rate=100_000)  # 100 KB/s: 5 KB of refinement per frame
+    assert pipe.stream.refine_budget == 5_000
+    pipe.step(screen)
+    pipe.step(screen)
+    sizes = []
+    for _ in range(200):  # bounded: 60 tiles of noisy text at ~5 KB a piece
+        regions = pipe.step(screen)
+        if not regions:
+            break
+        sizes.append(sum(len(r.data) for r in regions))
+    assert pipe.exact(screen) and pipe.stream.pending_refinement == 0
+    assert len(sizes) > 3  # spread over frames, not one burst
+    # each frame stops once over the budget: at most one piece (≤ 8 tiles) beyond it
+    piece = 8 * 64 * 64 * 4
+    assert max(sizes) <= 5_000 + piece
+
+
+def test_a_slow_link_caps_the_video_bitrate() -> None:
+    pipe = Pipe()
+    pipe.stream.video = video_encoder_for(W, H)
+    assert pipe.stream.video is not None
+    pipe.stream.adapt(0.4, now=0.0, rate=200_000)
+    assert pipe.stream.degraded and pipe.stream.video.max_rate == 140_000
+    video = []
+    for step in range(20):
+        video += [len(r.data) for r in pipe.step(pan(step)) if r.encoding is Encoding.H264]
+    # VBV of 1/10 s at 140 KB/s: no video frame (the IDR included) beyond ~14 KB
+    assert len(video) >= 15 and max(video) <= 14_000 * 1.2
+    assert psnr(pipe.fb.pixels, pan(19)) > 25
+    pipe.stream.adapt(0.01, now=1.0)
+    pipe.stream.adapt(0.01, now=3.5)
+    assert not pipe.stream.degraded and pipe.stream.video.max_rate is None
 
 
 def test_a_broken_h264_region_is_a_bad_frame_not_a_crash() -> None:
