@@ -105,8 +105,8 @@ class Relay:
         return row
 
     def storage_full(self, exc: StorageFull) -> None:
-        """Count a write refused for want of space; log one ERROR line per minute."""
-        self.metrics.failures.labels("storage_full").inc()
+        """Note a write refused for want of space; log one ERROR line per minute (the
+        connections refused for it are counted where they are refused)."""
         if not self.storage_full_since:
             self.storage_full_since = self.now()
         now = time.monotonic()
