@@ -18,8 +18,10 @@ once the motion stops.
 
 from __future__ import annotations
 
+import struct
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -77,6 +79,89 @@ class Rect:
     height: int
 
 
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A vertical scroll: the new picture's rows [y, y+height) × columns [x, x+width)
+    are the old picture's rows [y+dy, y+dy+height) in the same columns."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    dy: int
+
+
+SCROLL_MIN_TILES = 8
+"""Scrolls are looked for when at least this many tiles changed (a caret or a
+typed letter is not worth the ~2 ms the search costs)."""
+
+SCROLL_MIN_ROWS = 48
+"""A move is sent when at least this many rows moved intact."""
+
+SCROLL_PROBES = 7
+"""Rows of the new picture whose positions in the old one vote for the shift."""
+
+_FINGERPRINT_STEP = 5
+"""Every fifth column goes into a row's fingerprint: 5× less work, and a move the
+sampled columns got wrong is caught by the exact check that follows."""
+
+_FINGERPRINT_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def find_scroll(
+    previous: npt.NDArray[np.uint32],
+    current: npt.NDArray[np.uint32],
+    tiles: npt.NDArray[np.bool_],
+    tile: int,
+) -> Move | None:
+    """The largest block of the changed area that moved vertically, checked exactly.
+
+    Rows of the changed area are fingerprinted (a weighted sum of sampled
+    pixels); a few distinctive rows of the new picture are looked up in the old
+    one and vote for a shift; the longest run of rows that match under the
+    winning shift is compared pixel for pixel before it is returned.
+    """
+    height = current.shape[0]
+    rows = np.flatnonzero(tiles.any(axis=1))
+    cols = np.flatnonzero(tiles.any(axis=0))
+    y0, y1 = int(rows[0]) * tile, min((int(rows[-1]) + 1) * tile, height)
+    x0, x1 = int(cols[0]) * tile, min((int(cols[-1]) + 1) * tile, current.shape[1])
+    sample = slice(x0, x1, _FINGERPRINT_STEP)
+    count = len(range(x0, x1, _FINGERPRINT_STEP))
+    weights = np.arange(1, count + 1, dtype=np.uint64) * _FINGERPRINT_MIX  # wraps: fine
+    old = (previous[:, sample].astype(np.uint64) * weights).sum(axis=1)
+    new = (current[y0:y1, sample].astype(np.uint64) * weights).sum(axis=1)
+    _, first, counts = np.unique(new, return_index=True, return_counts=True)
+    distinct = np.sort(first[counts == 1])  # rows of text, not blank lines
+    if distinct.size == 0:
+        return None
+    picks = np.linspace(0, distinct.size - 1, min(SCROLL_PROBES, distinct.size)).astype(np.intp)
+    votes: dict[int, int] = {}
+    for row in distinct[picks]:
+        for source in np.flatnonzero(old == new[row])[:8]:
+            dy = int(source) - (y0 + int(row))
+            if dy:
+                votes[dy] = votes.get(dy, 0) + 1
+    if not votes:
+        return None
+    dy = max(votes, key=lambda d: votes[d])
+    lo, hi = max(y0, -dy), min(y1, height - dy)  # rows whose source is on the screen
+    if hi - lo < SCROLL_MIN_ROWS:
+        return None
+    match = new[lo - y0 : hi - y0] == old[lo + dy : hi + dy]
+    edges = np.diff(np.concatenate(([0], match.view(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if starts.size == 0:
+        return None
+    best = int(np.argmax(ends - starts))
+    a, b = lo + int(starts[best]), lo + int(ends[best])
+    if b - a < SCROLL_MIN_ROWS:
+        return None
+    if not np.array_equal(current[a:b, x0:x1], previous[a + dy : b + dy, x0:x1]):
+        return None
+    return Move(x0, a, x1 - x0, b - a, dy)
+
+
 class TileDiff:
     """Which tiles changed since the last call; the first call reports the whole screen."""
 
@@ -91,6 +176,7 @@ class TileDiff:
         self._full = True
         self._quiet = 0  # captures in a row without a change
         self._none = np.zeros((len(self._row_starts), len(self._col_starts)), np.bool_)
+        self.last_move: Move | None = None  # the scroll found by the last call
 
     def reset(self) -> None:
         """The next call reports every tile (a new viewer, a new monitor)."""
@@ -130,12 +216,21 @@ class TileDiff:
         tiles = self.changed_tiles(pixels)
         return self.runs(tiles) if tiles.any() else []
 
-    def changed_tiles(self, pixels: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
+    def changed_tiles(
+        self,
+        pixels: npt.NDArray[np.uint32],
+        may_move: Callable[[Move], bool] | None = None,
+    ) -> npt.NDArray[np.bool_]:
         """Tile rows × tile columns, True where a tile changed; remember `pixels`.
+
+        With `may_move`, a large change is searched for a scroll (`find_scroll`);
+        one that `may_move` accepts is kept in `last_move`, and the tiles returned
+        are those still changed once it is applied (the newly exposed lines).
 
         Raises:
             ValueError: `pixels` is not height×width.
         """
+        self.last_move = None
         if pixels.shape != (self.height, self.width):
             raise ValueError(f"expected {self.height}x{self.width} pixels, got {pixels.shape}")
         if self._full:
@@ -152,7 +247,18 @@ class TileDiff:
                 return self._none
         np.not_equal(pixels, self._previous, out=self._changed)
         tiles = self._tiles(self._changed)
-        if tiles.any():
+        if may_move is not None and int(tiles.sum()) >= SCROLL_MIN_TILES:
+            move = find_scroll(self._previous, pixels, tiles, self.tile)
+            if move is not None and may_move(move):
+                m, old = move, self._previous
+                # what the console has once it applied the move; the rest is a diff
+                old[m.y : m.y + m.height, m.x : m.x + m.width] = old[
+                    m.y + m.dy : m.y + m.dy + m.height, m.x : m.x + m.width
+                ]
+                np.not_equal(pixels, old, out=self._changed)
+                tiles = self._tiles(self._changed)
+                self.last_move = move
+        if tiles.any() or self.last_move is not None:
             np.copyto(self._previous, pixels)
             self._quiet = 0
         else:
@@ -485,10 +591,34 @@ class StreamEncoder:
             ValueError: `bgra` is not the monitor's size.
         """
         height, width = bgra.shape[:2]
-        changed = self.diff.changed_tiles(bgra.view(np.uint32).reshape(height, width))
+        pixels = bgra.view(np.uint32).reshape(height, width)
+        # a scroll is worth looking for only while the console's picture is exact
+        # (a move copies the console's own pixels; lossy ones would stay lossy)
+        movable = self._movable if not self._lossy.all() else None
+        changed = self.diff.changed_tiles(pixels, movable)
+        regions: list[Region] = []
+        move = self.diff.last_move
+        if move is not None:
+            regions.append(
+                Region(
+                    x=move.x,
+                    y=move.y,
+                    width=move.width,
+                    height=move.height,
+                    encoding=Encoding.COPY,
+                    data=struct.pack(">HH", move.x, move.y + move.dy),
+                )
+            )
+            t = self.diff.tile
+            # tiles wholly inside the target now hold exact copies of exact tiles
+            inside = (
+                slice(-(-move.y // t), (move.y + move.height) // t),
+                slice(-(-move.x // t), (move.x + move.width) // t),
+            )
+            self._lossy[inside] = False
+            self._still[inside] = 0
         self._still[changed] = 0
         np.add(self._still, 1, out=self._still, where=~changed & (self._still < 255))
-        regions: list[Region] = []
         count = int(changed.sum())
         self._large_run = self._large_run + 1 if count >= self._video_tiles else 0
         # on a slow link a large change goes video at once: a P-frame from the one
@@ -504,11 +634,20 @@ class StreamEncoder:
                 ]
         self.in_video = False
         if count:
-            lossless = count <= self.lossless_tiles
+            # after a move, what is left is the newly exposed lines: lossless, so a
+            # scrolled page stays exact and the next scroll can move it again
+            lossless = count <= self.lossless_tiles or move is not None
             sent = self.encoder.encode(bgra, self.diff.runs(changed), lossless=lossless)
             self._mark(sent)
             regions += sent
         return regions + self._refine(bgra)
+
+    def _movable(self, move: Move) -> bool:
+        """The console's pixels a move would copy are exact (no lossy tile under them)."""
+        t = self.diff.tile
+        rows = slice((move.y + move.dy) // t, -(-(move.y + move.dy + move.height) // t))
+        cols = slice(move.x // t, -(-(move.x + move.width) // t))
+        return not self._lossy[rows, cols].any()
 
     def unchanged(self) -> list[Region]:
         """The regions to send for a capture the platform knows changed nothing

@@ -98,6 +98,15 @@ class FrameBuffer:
             target[:] = _inflate(region)
         elif region.encoding is Encoding.H264:
             self._decode_video(region, target)
+        elif region.encoding is Encoding.COPY:
+            x, y = region.source
+            if x + region.width > self.width or y + region.height > self.height:
+                raise BadFrame(
+                    f"a {region.width}x{region.height} copy from ({x}, {y}) "
+                    f"leaves the {self.width}x{self.height} screen"
+                )
+            # numpy copies through a temporary when source and target overlap (a scroll)
+            target[:] = self.pixels[y : y + region.height, x : x + region.width]
         elif region.encoding is Encoding.JPEG:
             if region.x == 0 and region.width == self.width:
                 _decode_jpeg_into(region, target)  # full rows are contiguous: no copy
@@ -129,7 +138,11 @@ class FrameBuffer:
                 f"an H.264 region is {picture.width}x{picture.height}, "
                 f"not the stated {region.width}x{region.height}"
             )
-        target[:] = picture.to_ndarray(format="bgra")
+        # straight from the converted picture's plane: `to_ndarray` would copy it once more
+        converted = picture.reformat(format="bgra")
+        plane = converted.planes[0]
+        rows = np.frombuffer(plane, np.uint8).reshape(region.height, plane.line_size // 4, 4)
+        target[:] = rows[:, : region.width]
 
     def copy(self) -> Pixels:
         """A snapshot of the visible pixels (for a screenshot; the live buffer keeps changing)."""

@@ -19,6 +19,7 @@ only append a new message type with a new tag.
 from __future__ import annotations
 
 import math
+import struct
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -134,9 +135,14 @@ class Encoding(IntEnum):
     SOLID = 3  # a single colour: 4 bytes B, G, R, A
     BLANK = 4  # the screen is withheld (hand-back): draw the privacy curtain
     # appended by the streaming issue (8): one H.264 access unit (Annex B, libx264
-    # baseline-like, no B-frames) covering the whole monitor; the console keeps one
-    # decoder per stream, so the agent starts every run of H264 frames with an IDR
+    # ultrafast, no B-frames) covering the whole monitor; the console keeps one decoder
+    # per stream and the agent one encoder, so a stream's first H264 frame is an IDR
+    # and later runs of video go on with P-frames against the decoder's last picture
     H264 = 5
+    # a rectangle of the console's own picture moves (a scroll): `data` is the source's
+    # top-left corner, 2 × uint16 big-endian (x, y); the same width and height as the
+    # region; applied in order with the frame's other regions, overlap allowed
+    COPY = 6
 
 
 class MouseButton(IntEnum):
@@ -462,6 +468,26 @@ class Region(Struct):
     def validate(self) -> None:
         if self.encoding is Encoding.SOLID:
             _need(len(self.data) == 4, "Region: a SOLID region carries 4 bytes (B, G, R, A)")
+        elif self.encoding is Encoding.COPY:
+            _need(len(self.data) == 4, "Region: a COPY region carries 4 bytes (source x, y)")
+            src_x, src_y = struct.unpack(">HH", self.data)
+            _need(
+                src_x + self.width <= MAX_SCREEN_DIMENSION
+                and src_y + self.height <= MAX_SCREEN_DIMENSION,
+                "Region: a COPY region's source lies outside any screen",
+            )
+
+    @property
+    def source(self) -> tuple[int, int]:
+        """A COPY region's source corner (x, y).
+
+        Raises:
+            ValueError: this is not a COPY region.
+        """
+        if self.encoding is not Encoding.COPY:
+            raise ValueError("only a COPY region has a source")
+        x, y = struct.unpack(">HH", self.data)
+        return int(x), int(y)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,6 +9,10 @@ REGION = m.Region(x=0, y=0, width=64, height=64, encoding=m.Encoding.JPEG, data=
 VIDEO = m.Region(
     x=0, y=0, width=1920, height=1080, encoding=m.Encoding.H264, data=b"\x00\x00\x00\x01e"
 )
+# Encoding.COPY (appended by the streaming issue): a scroll, from the source corner (0, 17)
+SCROLL = m.Region(
+    x=0, y=0, width=1920, height=1000, encoding=m.Encoding.COPY, data=b"\x00\x00\x00\x11"
+)
 MONITOR = m.Monitor(
     index=0, x=0, y=0, width=1920, height=1080, scale_percent=125, primary=True, name="DP-1"
 )
@@ -58,7 +62,7 @@ EXAMPLES: dict[type[m.Message], m.Message] = {
         captured_at_ns=123,
         width=1920,
         height=1080,
-        regions=(REGION, VIDEO),
+        regions=(REGION, VIDEO, SCROLL),
     ),
     m.FrameAck: m.FrameAck(frame_id=7),
     m.Cursor: m.Cursor(

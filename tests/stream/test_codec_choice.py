@@ -7,6 +7,8 @@ console's picture is compared with the screen bit for bit.
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -244,6 +246,60 @@ def test_a_slow_link_caps_the_video_bitrate() -> None:
     pipe.stream.adapt(0.01, now=1.0)
     pipe.stream.adapt(0.01, now=3.5)
     assert not pipe.stream.degraded and pipe.stream.video.max_rate is None
+
+
+def document(offset: int) -> npt.NDArray[np.uint8]:
+    """A page of text lines 16 px apart, scrolled down by `offset` pixels, below a
+    fixed 32 px title bar: what a scrolled editor or browser shows."""
+    rng = np.random.default_rng(5)
+    page = np.zeros((H * 3, W, 4), np.uint8)
+    page[:, :, :3] = (0xF8, 0xF8, 0xF8)
+    page[:, :, 3] = 255
+    for top in range(0, page.shape[0] - 16, 16):  # a "line": 10 rows of glyph noise
+        glyphs = rng.random((10, W - 40)) < 0.3
+        page[top + 3 : top + 13, 20 : W - 20][glyphs, :3] = (0x20, 0x20, 0x20)
+    screen = np.empty((H, W, 4), np.uint8)
+    screen[:32] = (0x80, 0x50, 0x30, 255)
+    screen[32:] = page[offset : offset + H - 32]
+    return screen
+
+
+def test_a_scroll_is_sent_as_a_copy_plus_the_new_lines_and_stays_exact() -> None:
+    pipe = Pipe()
+    for _ in range(4):  # first picture, then its refinement
+        pipe.step(document(0))
+    assert pipe.exact(document(0))
+    for step in range(1, 6):
+        screen = document(16 * step)
+        regions = pipe.step(screen)
+        kinds = [r.encoding for r in regions]
+        assert kinds[0] is Encoding.COPY and Encoding.JPEG not in kinds, kinds
+        copy = regions[0]
+        assert copy.source == (copy.x, copy.y + 16)  # the page moved up by one line
+        assert pipe.exact(screen)  # exact while it moves, not only once still
+        sent = sum(len(r.data) for r in regions)
+        assert sent < W * 64 * 4 // 4  # one new strip's worth (zlib), not a screen
+
+
+def test_a_change_that_is_no_scroll_is_not_sent_as_a_copy() -> None:
+    pipe = Pipe()
+    for _ in range(4):
+        pipe.step(document(0))
+    regions = pipe.step(text_screen(seed=9))  # a different page, not a moved one
+    assert Encoding.COPY not in {r.encoding for r in regions}
+    for _ in range(4):
+        pipe.step(text_screen(seed=9))
+    assert pipe.exact(text_screen(seed=9))
+
+
+def test_a_copy_from_outside_the_screen_is_a_bad_frame() -> None:
+    fb = FrameBuffer()
+    fb.apply(Frame(frame_id=1, captured_at_ns=0, width=W, height=H, regions=()))
+    bad = Region(
+        x=0, y=0, width=W, height=100, encoding=Encoding.COPY, data=struct.pack(">HH", 0, H - 50)
+    )
+    with pytest.raises(BadFrame, match="leaves"):
+        fb.apply(Frame(frame_id=2, captured_at_ns=0, width=W, height=H, regions=(bad,)))
 
 
 def test_a_broken_h264_region_is_a_bad_frame_not_a_crash() -> None:
