@@ -109,6 +109,10 @@ SCREEN_RETRY_SECONDS = 1.0
 """How long to wait after the screen could not be read (secure desktop, a mode
 change) before trying again; the consultant gets one notice, not one per frame."""
 
+STILL_CHECK_SECONDS = 1.0
+"""A still screen whose platform wakes the agent (X DAMAGE and XInput 2) is still
+looked at once a second: a safety net that costs nothing measurable."""
+
 RECONNECT_FIRST_DELAY = 0.25
 RECONNECT_MAX_DELAY = 4.0
 """Reconnect attempts back off from a quarter second to 4 s: quick after a blip,
@@ -876,8 +880,8 @@ class SessionRunner:
                     await asyncio.wait_for(
                         self._input_event.wait(), max(delay, self._pacer.delay(QUIET_INTERVAL))
                     )
-            elif stream.quiet:  # drawing is reported: looking costs next to nothing
-                await asyncio.sleep(max(delay, self._pacer.delay(STILL_INTERVAL)))
+            elif stream.quiet:  # drawing is reported: wait for it rather than look
+                await self._wait_still(capture, max(delay, self._pacer.delay(STILL_INTERVAL)))
             elif delay > 0:
                 await asyncio.sleep(delay)
             self._pacer.captured()
@@ -926,6 +930,32 @@ class SessionRunner:
                 self._pacer.sent(frame_id, size)
                 self.stats.frames_sent += 1
             await self._flush()
+
+    async def _wait_still(self, capture: ScreenCapture, poll: float) -> None:
+        """Wait until a still screen may have changed: its platform's wake-up
+        descriptor is readable (a drawing, a new cursor, the pointer moved), the
+        consultant sent input, or STILL_CHECK_SECONDS passed. Without a descriptor,
+        sleep `poll` seconds. No wake-ups at all while nothing happens: idle CPU."""
+        fd = capture.wake_fd()
+        if fd is None or self._input_event is None:
+            await asyncio.sleep(poll)
+            return
+        loop = asyncio.get_running_loop()
+        woke = asyncio.Event()
+        self._input_event.clear()
+        loop.add_reader(fd, woke.set)
+        waits = [
+            asyncio.ensure_future(woke.wait()),
+            asyncio.ensure_future(self._input_event.wait()),
+        ]
+        try:
+            await asyncio.wait(
+                waits, timeout=STILL_CHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            loop.remove_reader(fd)
+            for wait in waits:
+                wait.cancel()
 
     def _capture_once(
         self,

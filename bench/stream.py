@@ -121,7 +121,7 @@ def step(k, end):
         later(100, k, end)
     elif mode == "scrolling":
         text.yview_scroll(1, "units")
-        later(1000 / 30, k, end)
+        later(1000 / 60, k, end)
     else:
         root.after(100, step, k + 1, end)
         return

@@ -99,6 +99,12 @@ class ScreenCapture(Protocol):
         """
         ...
 
+    def wake_fd(self) -> int | None:
+        """A file descriptor that becomes readable when `changed()` may answer True or
+        the pointer moves, so a still screen is waited on instead of polled; None:
+        poll (the platform cannot tell, or something is already pending)."""
+        ...
+
     def grab(self, monitor: MonitorInfo) -> bytes | bytearray | memoryview:
         """BGRA pixels of the monitor, `width*height*4` bytes, rows top to bottom.
 

@@ -201,6 +201,10 @@ class WindowsCapture:
         used yet), so the engine grabs and compares."""
         return None
 
+    def wake_fd(self) -> int | None:
+        """None: nothing to wait on (see `changed`)."""
+        return None
+
     def grab(self, monitor: MonitorInfo) -> bytearray:
         box = {
             "left": monitor.left,

@@ -48,6 +48,9 @@ class X11Capture:
             from Xlib.error import ConnectionClosedError, DisplayError
         except ImportError as exc:
             raise PlatformError(f"screen capture is not available here: {exc}") from None
+        from Xlib.ext import ge
+
+        self._generic_event: int = ge.GenericEventCode  # what XI2 events arrive as
         self._x_errors: tuple[type[Exception], ...] = (OSError, ConnectionClosedError, DisplayError)
         try:
             self._mss: Any = mss.MSS(display=name)
@@ -81,9 +84,34 @@ class X11Capture:
             self._damage = self._root.damage_create(damage.DamageReportNonEmpty)
             first_event = self._x.query_extension("DAMAGE").first_event
             self._damage_event = first_event + damage.DamageNotifyCode
+        self._pointer_events = False
+        if self._damage is not None and self._x.has_extension("XInputExtension"):
+            from Xlib.ext import xinput
+
+            try:
+                # XI2 raw motion: an event per pointer movement, so a still screen is
+                # waited on (`wake_fd`) rather than polled for the pointer
+                if self._x.xinput_query_version().major_version >= 2:
+                    self._root.xinput_select_events(
+                        [(xinput.AllMasterDevices, xinput.RawMotionMask)]
+                    )
+                    self._pointer_events = True
+            except self._x_errors:
+                self._pointer_events = False
         self._x.sync()
         self._scale = _scale_percent(self._x)
         self._closed = False
+
+    def wake_fd(self) -> int | None:
+        """A descriptor that becomes readable when the screen is drawn on, the cursor
+        changes shape or the pointer moves; None when the caller must poll instead
+        (no DAMAGE or XInput 2 here, or events are already queued: look now).
+
+        Called only between grabs, never while another call runs (one thread at a time).
+        """
+        if self._damage is None or not self._pointer_events or self._x.display.event_queue:
+            return None
+        return int(self._x.fileno())
 
     def _drain(self) -> None:
         """Read the events that arrived (never blocks): damage and cursor-shape changes."""
@@ -92,6 +120,8 @@ class X11Capture:
                 event = self._x.next_event()
                 if self._damage is not None and event.type == self._damage_event:
                     self._damaged = True
+                elif event.type == self._generic_event:
+                    pass  # XI2 raw motion: the wake-up was all it was for
                 else:  # the only other events selected: a new cursor shape
                     self._cursor_changed = True
         except self._x_errors as exc:

@@ -178,6 +178,9 @@ class _GuardedCapture:
         # the secure desktop is found by grabbing: grab while it shows
         return True if self._active() else self.inner.changed()
 
+    def wake_fd(self) -> int | None:
+        return None if self._active() else self.inner.wake_fd()
+
     def grab(self, monitor: MonitorInfo) -> bytes | bytearray | memoryview:
         if self._active():
             raise PlatformError(self._sentence)

@@ -796,6 +796,9 @@ class FlakyCapture:
         # a failing screen must be grabbed (that is where the failure shows)
         return True if self.failing.is_set() else self.inner.changed()
 
+    def wake_fd(self) -> int | None:
+        return None if self.failing.is_set() else self.inner.wake_fd()
+
     def grab(self, monitor: MonitorInfo) -> bytes | bytearray | memoryview:
         if self.failing.is_set():
             raise PlatformError("the secure desktop is showing")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Callable
 
 import pytest
-from Xlib import XK
+from Xlib import XK, X
 from Xlib import display as xdisplay_module
+from Xlib.ext import xtest
 
 from agent.platform.base import PlatformError
 from agent.platform.x11 import X11Capture, premap_letters
@@ -100,6 +102,50 @@ def test_a_new_cursor_shape_is_fetched_once_then_only_the_position(xdisplay: XDi
         assert capture.cursor(known_serial=changed.serial).shape is None
         window.destroy()
         x.sync()
+    finally:
+        x.close()
+        capture.close()
+
+
+def test_a_still_screen_is_waited_on_and_wakes_on_a_drawing_or_the_pointer(
+    xdisplay: XDisplay,
+) -> None:
+    capture = X11Capture(xdisplay.name)
+    x = xdisplay_module.Display(xdisplay.name)
+    try:
+        screen = capture.monitors()[1]
+        capture.changed()
+        capture.grab(screen)
+        for what in ("pointer", "drawing"):
+            for _ in range(50):  # drain what is queued already (bounded)
+                capture.changed()
+                capture.cursor(known_serial=None)
+                if capture.wake_fd() is not None:
+                    break
+            fd = capture.wake_fd()
+            assert fd is not None  # DAMAGE and XInput 2 are there: wait, do not poll
+            root = x.screen().root
+            if what == "pointer":  # as a mouse moves it (XTest is a device; a warp is not)
+                xtest.fake_input(x, X.MotionNotify, x=217, y=150)
+            else:
+                window = root.create_window(
+                    300,
+                    300,
+                    40,
+                    40,
+                    0,
+                    x.screen().root_depth,
+                    override_redirect=True,
+                    background_pixel=x.screen().white_pixel,
+                )
+                window.map()
+            x.sync()
+            readable, _, _ = select.select([fd], [], [], 2.0)
+            assert readable, f"no wake-up for the {what}"
+            if what == "drawing":
+                assert _eventually(capture.changed)
+                window.destroy()
+                x.sync()
     finally:
         x.close()
         capture.close()

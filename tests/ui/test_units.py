@@ -286,6 +286,9 @@ class Capture:
     def changed(self) -> None:
         return None
 
+    def wake_fd(self) -> None:
+        return None
+
     def grab(self, monitor: MonitorInfo) -> bytes:
         return bytes(8)
 
