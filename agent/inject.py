@@ -84,6 +84,7 @@ class Injector:
         self._held_for: dict[str, set[str]] = {}  # key -> modifiers we pressed just for it
         self._buttons_down: set[MouseButton] = set()
         self._queue: queue.Queue[object] = queue.Queue(MAX_QUEUED_INPUT)
+        self.overflowed = 0  # dropped because the queue was full (a flood)
         self.injected = 0
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="zgoda-injector", daemon=True)
@@ -105,7 +106,9 @@ class Injector:
             self._queue.put_nowait(_Job(message, monitor))
         except queue.Full:
             self.dropped += 1
-            log.warning("input queue full: dropping %s", type(message).__name__)
+            self.overflowed += 1
+            if self.overflowed == 1 or self.overflowed % 1000 == 0:  # a line, not a flood
+                log.warning("input queue full: %d events dropped so far", self.overflowed)
             return False
         return True
 

@@ -109,6 +109,9 @@ SCREEN_RETRY_SECONDS = 1.0
 """How long to wait after the screen could not be read (secure desktop, a mode
 change) before trying again; the consultant gets one notice, not one per frame."""
 
+OVERFLOW_NOTICE_SECONDS = 2.0
+"""At most one "input dropped" notice to the consultant per this many seconds."""
+
 STILL_CHECK_SECONDS = 1.0
 """A still screen whose platform wakes the agent (X DAMAGE and XInput 2) is still
 looked at once a second: a safety net that costs nothing measurable."""
@@ -311,6 +314,8 @@ class SessionRunner:
         self._send_lock = asyncio.Lock()
         self._ack_event = asyncio.Event()
         self._input_event = asyncio.Event()  # consultant input: a quiet screen is looked at now
+        self._overflow_told = 0  # injector overflows the consultant was told about
+        self._overflow_notice_at = -OVERFLOW_NOTICE_SECONDS
         with self._lock:
             self._loop = asyncio.get_running_loop()
             pending, self._pending = self._pending, []
@@ -787,6 +792,7 @@ class SessionRunner:
 
     def _close_injector(self) -> None:
         injector, self._injector = self._injector, None
+        self._overflow_told = 0  # the next injector counts from zero
         if injector is not None:
             injector.close()  # releases held keys and buttons before returning
 
@@ -796,6 +802,24 @@ class SessionRunner:
         injector = self._injector
         if injector is None or not injector.submit(message, self._monitor):
             self.stats.input_refused += 1
+            if injector is not None and injector.overflowed > self._overflow_told:
+                self._tell_overflow(injector.overflowed)
+
+    def _tell_overflow(self, overflowed: int) -> None:
+        """Tell the consultant that input is being dropped (a flood), at most every
+        OVERFLOW_NOTICE_SECONDS: what they sent did not all reach the PC."""
+        now = time.monotonic()
+        if now - self._overflow_notice_at < OVERFLOW_NOTICE_SECONDS:
+            return
+        dropped, self._overflow_told = overflowed - self._overflow_told, overflowed
+        self._overflow_notice_at = now
+        self._send(
+            Notice(
+                code=NoticeCode.INFO,
+                text=f"Input arrives faster than the PC can take it: {dropped} events "
+                "were dropped. Wait a moment before typing on.",
+            )
+        )
 
     # ------------------------------------------------------------ the screen
 

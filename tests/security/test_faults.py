@@ -35,6 +35,8 @@ from protocol.messages import (
     EndReason,
     Frame,
     MonitorLayout,
+    Notice,
+    NoticeCode,
     PointerMove,
     Pong,
     RelayError,
@@ -418,6 +420,9 @@ async def test_an_input_flood_is_bounded_and_the_agent_stays_responsive(
             consultant.conn.send(PointerMove(x=400 + i % 200, y=300 + i % 100))
         consultant.conn.ping(4711)  # behind the whole flood in the same stream
         await consultant.flush()
+        # the consultant is told that input was dropped, not left guessing
+        notice = await consultant.wait_for(Notice, timeout=60)
+        assert notice.code is NoticeCode.INFO and "dropped" in notice.text
         # the agent answers while its injector still works through the backlog
         pong = await consultant.wait_for(Pong, timeout=60)
         assert pong.nonce == 4711
