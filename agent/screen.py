@@ -101,8 +101,8 @@ SCROLL_MIN_ROWS = 48
 SCROLL_PROBES = 7
 """Rows of the new picture whose positions in the old one vote for the shift."""
 
-_FINGERPRINT_STEP = 5
-"""Every fifth column goes into a row's fingerprint: 5× less work, and a move the
+_FINGERPRINT_STEP = 8
+"""Every eighth column goes into a row's fingerprint: 8× less work, and a move the
 sampled columns got wrong is caught by the exact check that follows."""
 
 _FINGERPRINT_MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -129,7 +129,9 @@ def find_scroll(
     sample = slice(x0, x1, _FINGERPRINT_STEP)
     count = len(range(x0, x1, _FINGERPRINT_STEP))
     weights = np.arange(1, count + 1, dtype=np.uint64) * _FINGERPRINT_MIX  # wraps: fine
-    old = (previous[:, sample].astype(np.uint64) * weights).sum(axis=1)
+    # the source of a scroll lies in the changed band too (rows outside it did not
+    # change, so what moved in cannot come from there... except by coincidence)
+    old = (previous[y0:y1, sample].astype(np.uint64) * weights).sum(axis=1)
     new = (current[y0:y1, sample].astype(np.uint64) * weights).sum(axis=1)
     _, first, counts = np.unique(new, return_index=True, return_counts=True)
     distinct = np.sort(first[counts == 1])  # rows of text, not blank lines
@@ -139,16 +141,16 @@ def find_scroll(
     votes: dict[int, int] = {}
     for row in distinct[picks]:
         for source in np.flatnonzero(old == new[row])[:8]:
-            dy = int(source) - (y0 + int(row))
+            dy = int(source) - int(row)
             if dy:
                 votes[dy] = votes.get(dy, 0) + 1
     if not votes:
         return None
     dy = max(votes, key=lambda d: votes[d])
-    lo, hi = max(y0, -dy), min(y1, height - dy)  # rows whose source is on the screen
+    lo, hi = max(y0, y0 - dy), min(y1, y1 - dy)  # rows whose source is in the band
     if hi - lo < SCROLL_MIN_ROWS:
         return None
-    match = new[lo - y0 : hi - y0] == old[lo + dy : hi + dy]
+    match = new[lo - y0 : hi - y0] == old[lo - y0 + dy : hi - y0 + dy]
     edges = np.diff(np.concatenate(([0], match.view(np.int8), [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     if starts.size == 0:
@@ -250,12 +252,10 @@ class TileDiff:
         if may_move is not None and int(tiles.sum()) >= SCROLL_MIN_TILES:
             move = find_scroll(self._previous, pixels, tiles, self.tile)
             if move is not None and may_move(move):
-                m, old = move, self._previous
-                # what the console has once it applied the move; the rest is a diff
-                old[m.y : m.y + m.height, m.x : m.x + m.width] = old[
-                    m.y + m.dy : m.y + m.dy + m.height, m.x : m.x + m.width
-                ]
-                np.not_equal(pixels, old, out=self._changed)
+                # once the console applied the move, its target block equals the new
+                # pixels (checked exactly); everything else it shows is the old picture
+                m = move
+                self._changed[m.y : m.y + m.height, m.x : m.x + m.width] = False
                 tiles = self._tiles(self._changed)
                 self.last_move = move
         if tiles.any() or self.last_move is not None:

@@ -279,6 +279,11 @@ def test_a_scroll_is_sent_as_a_copy_plus_the_new_lines_and_stays_exact() -> None
         assert pipe.exact(screen)  # exact while it moves, not only once still
         sent = sum(len(r.data) for r in regions)
         assert sent < W * 64 * 4 // 4  # one new strip's worth (zlib), not a screen
+    for step in (4, 3):  # and back up: the page moves down
+        regions = pipe.step(document(16 * step))
+        assert regions[0].encoding is Encoding.COPY
+        assert regions[0].source == (regions[0].x, regions[0].y - 16)
+        assert pipe.exact(document(16 * step))
 
 
 def test_a_change_that_is_no_scroll_is_not_sent_as_a_copy() -> None:
