@@ -904,8 +904,12 @@ class SessionRunner:
                     await asyncio.wait_for(
                         self._input_event.wait(), max(delay, self._pacer.delay(QUIET_INTERVAL))
                     )
-            elif stream.quiet:  # drawing is reported: wait for it rather than look
-                await self._wait_still(capture, max(delay, self._pacer.delay(STILL_INTERVAL)))
+            elif stream.damage_known and stream.exact and not stream.needs_grab:
+                # drawing is reported and the console's picture is exact: nothing to do
+                # until something is drawn (or the pointer moves); wait, do not look
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self._wait_still(capture, self._pacer.delay(STILL_INTERVAL))
             elif delay > 0:
                 await asyncio.sleep(delay)
             self._pacer.captured()

@@ -167,11 +167,28 @@ def find_scroll(
 class TileDiff:
     """Which tiles changed since the last call; the first call reports the whole screen."""
 
-    def __init__(self, width: int, height: int, tile: int = TILE) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        tile: int = TILE,
+        *,
+        previous: npt.NDArray[np.uint32] | None = None,
+    ) -> None:
+        """`previous`: a height×width buffer to keep the last pixels in (the video
+        encoder's own picture, so a video frame needs no copy of its own).
+
+        Raises:
+            ValueError: a size is not positive, or `previous` is not height×width.
+        """
         if width <= 0 or height <= 0 or tile <= 0:
             raise ValueError("screen and tile sizes must be positive")
         self.width, self.height, self.tile = width, height, tile
-        self._previous = np.zeros((height, width), dtype=np.uint32)
+        if previous is None:
+            previous = np.zeros((height, width), dtype=np.uint32)
+        elif previous.shape != (height, width) or previous.dtype != np.uint32:
+            raise ValueError("the previous-pixels buffer must be height×width uint32")
+        self._previous = previous
         self._changed = np.zeros((height, width), dtype=np.bool_)
         self._row_starts = np.arange(0, height, tile)
         self._col_starts = np.arange(0, width, tile)
@@ -393,6 +410,25 @@ class VideoEncoder:
     def restart(self) -> None:
         self._context = None
 
+    def picture(self) -> npt.NDArray[np.uint8]:
+        """The encoder's one BGRA picture (height×width×4, a view of its plane).
+
+        `VideoFrame.from_ndarray` would allocate a new 8 MB picture per frame (~5 ms
+        at 1080p here, most of it fresh pages). The encoder converts this one to YUV
+        into a picture of its own, so refilling it after `encode` returns is safe.
+
+        Raises:
+            ImportError: PyAV is not installed.
+        """
+        if self._pixels is None:
+            import av
+
+            self._frame = av.VideoFrame(self.width, self.height, "bgra")
+            plane = self._frame.planes[0]
+            rows = np.frombuffer(plane, np.uint8).reshape(self.height, plane.line_size // 4, 4)
+            self._pixels = rows[:, : self.width]
+        return self._pixels
+
     def encode(self, bgra: npt.NDArray[np.uint8]) -> bytes:
         """One Annex B access unit for this picture (empty: the encoder held it back).
 
@@ -422,17 +458,9 @@ class VideoEncoder:
             }
             self._context = context
             self._pts = 0
-        if self._frame is None:
-            # `VideoFrame.from_ndarray` allocates a new 8 MB picture each time (~5 ms
-            # at 1080p here, most of it the fresh pages); a copy into this one ~1 ms.
-            # The encoder converts it to YUV into a picture of its own, so refilling
-            # it after `encode` returns is safe.
-            self._frame = av.VideoFrame(self.width, self.height, "bgra")
-            plane = self._frame.planes[0]
-            rows = np.frombuffer(plane, np.uint8).reshape(self.height, plane.line_size // 4, 4)
-            self._pixels = rows[:, : self.width]
-        assert self._pixels is not None
-        np.copyto(self._pixels, bgra)
+        pixels = self.picture()
+        if bgra.ctypes.data != pixels.ctypes.data:  # not already in the picture itself
+            np.copyto(pixels, bgra)
         self._frame.pts = self._pts
         self._pts += 1
         return b"".join(bytes(packet) for packet in self._context.encode(self._frame))
@@ -501,7 +529,14 @@ class StreamEncoder:
         refine_per_frame: int = REFINE_TILES_PER_FRAME,
         video: VideoEncoder | None = None,
     ) -> None:
-        self.diff = TileDiff(width, height)
+        shared = None
+        if video is not None:
+            picture = video.picture()
+            if picture.strides[0] == width * 4:  # rows without padding: one 2-D array
+                shared = picture.view(np.uint32).reshape(height, width)
+        # the last pixels live in the video encoder's picture: a video frame is encoded
+        # from what the compare just stored there, without a copy of its own
+        self.diff = TileDiff(width, height, previous=shared)
         self.encoder = encoder
         self.lossless_tiles = lossless_tiles
         self.refine_after = refine_after
@@ -570,6 +605,11 @@ class StreamEncoder:
             self.video.restart()
 
     @property
+    def exact(self) -> bool:
+        """The console's picture is the last capture bit for bit (no lossy tile left)."""
+        return not self._lossy.any()
+
+    @property
     def quiet(self) -> bool:
         """The screen has been still for a while and the console's picture is exact."""
         return self.diff.quiet and not self._lossy.any()
@@ -592,9 +632,8 @@ class StreamEncoder:
         """
         height, width = bgra.shape[:2]
         pixels = bgra.view(np.uint32).reshape(height, width)
-        # a scroll is worth looking for only while the console's picture is exact
-        # (a move copies the console's own pixels; lossy ones would stay lossy)
-        movable = self._movable if not self._lossy.all() else None
+        # no scroll is looked for while the whole picture is video (motion is H.264's)
+        movable = None if self._lossy.all() else _any_move
         changed = self.diff.changed_tiles(pixels, movable)
         regions: list[Region] = []
         move = self.diff.last_move
@@ -609,14 +648,7 @@ class StreamEncoder:
                     data=struct.pack(">HH", move.x, move.y + move.dy),
                 )
             )
-            t = self.diff.tile
-            # tiles wholly inside the target now hold exact copies of exact tiles
-            inside = (
-                slice(-(-move.y // t), (move.y + move.height) // t),
-                slice(-(-move.x // t), (move.x + move.width) // t),
-            )
-            self._lossy[inside] = False
-            self._still[inside] = 0
+            self._carry_lossy(move)
         self._still[changed] = 0
         np.add(self._still, 1, out=self._still, where=~changed & (self._still < 255))
         count = int(changed.sum())
@@ -625,7 +657,7 @@ class StreamEncoder:
         # encoder is a fraction of a full-screen JPEG, the frame that made the latency
         after = 1 if self.degraded else VIDEO_AFTER_FRAMES
         if self.video is not None and self._large_run >= after:
-            data = self.video.encode(bgra)
+            data = self.video.encode(self.diff.previous)  # == bgra, in the encoder's picture
             if data:
                 self.in_video = True
                 self._lossy[:] = True  # the whole picture is the decoder's now
@@ -642,12 +674,22 @@ class StreamEncoder:
             regions += sent
         return regions + self._refine(bgra)
 
-    def _movable(self, move: Move) -> bool:
-        """The console's pixels a move would copy are exact (no lossy tile under them)."""
+    def _carry_lossy(self, move: Move) -> None:
+        """The console's lossy pixels move with the copy: a target tile row is lossy
+        when a tile row its pixels came from was (and stays so if only partly
+        covered), so refinement follows the content wherever it scrolled to."""
         t = self.diff.tile
-        rows = slice((move.y + move.dy) // t, -(-(move.y + move.dy + move.height) // t))
+        before = self._lossy.copy()
         cols = slice(move.x // t, -(-(move.x + move.width) // t))
-        return not self._lossy[rows, cols].any()
+        top, bottom = move.y, move.y + move.height
+        for row in range(top // t, -(-bottom // t)):
+            a, b = max(top, row * t), min(bottom, (row + 1) * t)  # rows of this tile copied
+            sources = before[(a + move.dy) // t : (b - 1 + move.dy) // t + 1, cols].any(axis=0)
+            if a == row * t and b == min((row + 1) * t, self.diff.height):
+                self._lossy[row, cols] = sources
+            else:
+                self._lossy[row, cols] |= sources
+            self._still[row, cols] = 0
 
     def unchanged(self) -> list[Region]:
         """The regions to send for a capture the platform knows changed nothing
@@ -707,6 +749,11 @@ class StreamEncoder:
             rows = slice(r.y // t, -(-(r.y + r.height) // t))
             cols = slice(r.x // t, -(-(r.x + r.width) // t))
             self._lossy[rows, cols] = r.encoding is Encoding.JPEG
+
+
+def _any_move(move: Move) -> bool:
+    """Every scroll found is sent as a move: lossy pixels it carries stay marked lossy."""
+    return True
 
 
 def frame_parts(

@@ -286,6 +286,21 @@ def test_a_scroll_is_sent_as_a_copy_plus_the_new_lines_and_stays_exact() -> None
         assert pipe.exact(document(16 * step))
 
 
+def test_a_scroll_over_a_picture_not_yet_exact_carries_its_lossy_parts_to_refinement() -> None:
+    pipe = Pipe(refine_per_frame=20)
+    for _ in range(3):  # JPEG, then the first 20 of 60 tiles refined: 40 still lossy
+        pipe.step(document(0))
+    assert 0 < pipe.stream.pending_refinement < 60
+    screen = document(16)
+    regions = pipe.step(screen)
+    assert regions[0].encoding is Encoding.COPY  # moved as it is, lossy parts and all
+    assert not pipe.exact(screen)  # the lossy parts moved too ...
+    assert pipe.stream.pending_refinement > 0  # ... and are still known to be lossy
+    for _ in range(10):  # bounded: refined where they went
+        pipe.step(screen)
+    assert pipe.exact(screen)
+
+
 def test_a_change_that_is_no_scroll_is_not_sent_as_a_copy() -> None:
     pipe = Pipe()
     for _ in range(4):
