@@ -346,8 +346,8 @@ async def bench_bulk_websockify(count: int) -> float:
 async def bench_interactive(zgoda: Zgoda, pairs: int, rounds: int) -> dict[str, float]:
     """`pairs` sessions each doing `rounds` sequential 200 B ping/pongs, all at once."""
     setup: list[Any] = []
-    for start in range(0, pairs, 50):  # allocate in batches: nameplates are single use
-        setup += await asyncio.gather(*(zgoda.pair() for _ in range(min(50, pairs - start))))
+    for first in range(0, pairs, 50):  # allocate in batches: nameplates are single use
+        setup += await asyncio.gather(*(zgoda.pair() for _ in range(min(50, pairs - first))))
     ping = RawWs.frame(encode(Sealed(box=os.urandom(PING_SIZE))))
     latencies: list[float] = []
 

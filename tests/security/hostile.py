@@ -84,7 +84,7 @@ class HostileRelay:
         self._server = await serve(
             self._handle, "127.0.0.1", 0, max_size=None, compression=None, ping_interval=None
         )
-        self._port = self._server.sockets[0].getsockname()[1]  # type: ignore[index]
+        self._port = self._server.sockets[0].getsockname()[1]
 
     @property
     def url(self) -> str:

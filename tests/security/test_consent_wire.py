@@ -42,10 +42,10 @@ from protocol.messages import (
     Sealed,
     TypeText,
 )
-from tests.agent.conftest import AgentSide, wait_event
+from tests.agent.conftest import AgentSide, until, wait_event
 from tests.agent.consultant import Consultant
 from tests.security.hostile import HostileRelay, Leg
-from tests.security.test_hostile_relay import start, until
+from tests.security.test_hostile_relay import start
 from tests.security.wiretap import Seen, names, transcript
 from tests.support.targets import TargetWindow
 

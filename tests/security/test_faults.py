@@ -47,7 +47,7 @@ from protocol.messages import (
 )
 from relay.api import STORAGE_FULL_MESSAGE
 from relay.sessions import STORAGE_FULL_NEW, STORAGE_FULL_RUNNING
-from tests.agent.conftest import TEST_LIMITS, AgentSide
+from tests.agent.conftest import TEST_LIMITS, AgentSide, until
 from tests.agent.consultant import WAIT, Consultant
 from tests.agent.linkproxy import LinkProxy
 from tests.agent.scripted_ui import ScriptedUI
@@ -61,7 +61,7 @@ from tests.security.smalldisk import (
     relay_on_small_disk,
     why_no_small_disk,
 )
-from tests.security.test_hostile_relay import start, until
+from tests.security.test_hostile_relay import start
 from tests.support.relay import REPO, RelayProcess, running_relay, start_relay
 from tests.support.targets import TargetWindow
 from tests.support.xdisplay import XDisplay
