@@ -613,8 +613,13 @@ def report(phase: dict[str, Any]) -> None:
         f"{phase['client_cpu_percent']:.0f} % of a core, sent after their slot by ms p50 "
         f"{percentile(lag, 0.5):.1f} p99 {percentile(lag, 0.99):.1f} max "
         f"{max(lag, default=float('nan')):.1f}, send backlog at the end "
-        f"{t.client_backlog_max} B; whole machine {phase['machine_cpu_percent']:.0f} % "
-        f"of {os.cpu_count()} cores"
+        f"{t.client_backlog_max} B"
+    )
+    others = phase["machine_cpu_percent"] - phase["relay_cpu_percent"] - phase["client_cpu_percent"]
+    print(
+        f"whole machine {phase['machine_cpu_percent']:.0f} % of {100 * (os.cpu_count() or 1)} "
+        f"(relay + clients {phase['relay_cpu_percent'] + phase['client_cpu_percent']:.0f} %, "
+        f"other processes and the kernel {others:.0f} %)"
     )
 
 
