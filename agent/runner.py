@@ -57,8 +57,10 @@ from agent.screen import (
     DEFAULT_JPEG_QUALITY,
     QUIET_INTERVAL,
     STILL_INTERVAL,
+    TILE,
     VIDEO_INTERVAL,
     FrameEncoder,
+    Rect,
     StreamEncoder,
     frame_parts,
     video_encoder_for,
@@ -1002,9 +1004,17 @@ class SessionRunner:
         stream.adapt(link[0], rate=link[1])
         drawn = capture.changed()
         stream.damage_known = drawn is not None
+        area = _tile_area(capture.damaged_area(), monitor) if drawn else None
+        if area is not None and area.width == 0:  # drawn on another monitor only
+            drawn = False
         if drawn is False and not stream.needs_grab:  # nothing drawn: no grab, no compare
             bgra = stream.diff.previous
             regions = stream.unchanged()
+        elif area is not None and not stream.needs_grab:  # drawn in a small area only
+            raw = capture.grab_area(monitor, (area.x, area.y, area.width, area.height))
+            block = np.frombuffer(raw, dtype=np.uint8).reshape(area.height, area.width, 4)
+            regions = stream.regions_in(area, block)
+            bgra = stream.diff.previous
         else:
             raw = capture.grab(monitor)
             bgra = np.frombuffer(raw, dtype=np.uint8).reshape(monitor.height, monitor.width, 4)
@@ -1026,6 +1036,31 @@ class SessionRunner:
         visible = info.visible and inside
         message = Cursor(x=x, y=y, visible=visible, shape=info.shape)
         return frames, _CursorUpdate((x, y, visible), info.serial, message)
+
+
+SMALL_AREA = 0.25
+"""A drawing whose tile-aligned box covers at most this share of the monitor is
+grabbed and compared alone (typing, a menu, a caret: a few KB instead of 8 MB);
+a larger one takes the whole-screen path, where scrolls and video are found."""
+
+
+def _tile_area(box: tuple[int, int, int, int] | None, monitor: MonitorInfo) -> Rect | None:
+    """The damaged box, in monitor coordinates, widened to the tile grid and clipped
+    to the monitor; an empty Rect when it lies outside the monitor; None when it is
+    unknown or too large (grab the whole monitor)."""
+    if box is None:
+        return None
+    x, y, width, height = box
+    x0, y0 = max(0, x - monitor.left), max(0, y - monitor.top)
+    x1 = min(monitor.width, x + width - monitor.left)
+    y1 = min(monitor.height, y + height - monitor.top)
+    if x1 <= x0 or y1 <= y0:
+        return Rect(0, 0, 0, 0)
+    x0, y0 = x0 - x0 % TILE, y0 - y0 % TILE
+    x1, y1 = min(monitor.width, -(-x1 // TILE) * TILE), min(monitor.height, -(-y1 // TILE) * TILE)
+    if (x1 - x0) * (y1 - y0) > SMALL_AREA * monitor.width * monitor.height:
+        return None
+    return Rect(x0, y0, x1 - x0, y1 - y0)
 
 
 def _is_receipt(data: bytes) -> bool:

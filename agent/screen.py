@@ -290,20 +290,53 @@ class TileDiff:
 
         Whole tiles are reduced through a reshape (`any` over contiguous blocks is
         several times faster than `logical_or.reduceat`); a partial last row or
-        column of tiles is reduced on its own.
+        column of tiles is reduced on its own. `changed` may be any block that
+        starts on a tile corner (a damaged area), not only the whole screen.
         """
-        t, h, w = self.tile, self.height, self.width
+        t = self.tile
+        h, w = changed.shape
         full_rows, full_cols = h // t, w // t
-        rows = np.empty((len(self._row_starts), w), np.bool_)
+        rows = np.empty((-(-h // t), w), np.bool_)
         if full_rows:
             rows[:full_rows] = changed[: full_rows * t].reshape(full_rows, t, w).any(axis=1)
         if h % t:
             rows[full_rows] = changed[full_rows * t :].any(axis=0)
-        tiles = np.empty((len(self._row_starts), len(self._col_starts)), np.bool_)
+        tiles = np.empty((rows.shape[0], -(-w // t)), np.bool_)
         if full_cols:
             tiles[:, :full_cols] = rows[:, : full_cols * t].reshape(-1, full_cols, t).any(axis=2)
         if w % t:
             tiles[:, full_cols] = rows[:, full_cols * t :].any(axis=1)
+        return tiles
+
+    def changed_tiles_in(self, area: Rect, pixels: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
+        """Like `changed_tiles`, for a capture of `area` only (the platform said
+        nothing was drawn elsewhere): the rest of the screen is the last pixels.
+
+        Raises:
+            ValueError: `area` does not start on a tile corner or leaves the screen,
+                `pixels` is not its size, or the next call must see the whole screen.
+        """
+        t = self.tile
+        if self._full:
+            raise ValueError("the whole screen is due: grab it all")
+        if area.x % t or area.y % t or area.x + area.width > self.width:
+            raise ValueError(f"{area} is not on the tile grid of the screen")
+        if area.y + area.height > self.height or pixels.shape != (area.height, area.width):
+            raise ValueError(f"{area} does not fit the screen or the pixels given")
+        self.last_move = None
+        rows = slice(area.y, area.y + area.height)
+        cols = slice(area.x, area.x + area.width)
+        block = self._changed[rows, cols]
+        np.not_equal(pixels, self._previous[rows, cols], out=block)
+        tiles = np.zeros(self.grid, np.bool_)
+        found = self._tiles(block)
+        top, left = area.y // t, area.x // t
+        tiles[top : top + found.shape[0], left : left + found.shape[1]] = found
+        if found.any():
+            self._previous[rows, cols] = pixels
+            self._quiet = 0
+        else:
+            self._quiet += 1
         return tiles
 
     def runs(self, tiles: npt.NDArray[np.bool_]) -> list[Rect]:
@@ -628,6 +661,19 @@ class StreamEncoder:
         """Tiles the console still shows lossy."""
         return int(self._lossy.sum())
 
+    def regions_in(self, area: Rect, bgra: npt.NDArray[np.uint8]) -> list[Region]:
+        """The regions to send for a capture of `area` only: the platform reported
+        drawing there and nowhere else (typing, a menu, a caret). No scroll search
+        and no video for such a change; everything else as `regions`.
+
+        Raises:
+            ValueError: see `TileDiff.changed_tiles_in`.
+        """
+        pixels = bgra.view(np.uint32).reshape(bgra.shape[0], bgra.shape[1])
+        changed = self.diff.changed_tiles_in(area, pixels)
+        self._large_run = 0
+        return self._encode(self.diff.previous, changed, None, video=False)
+
     def regions(self, bgra: npt.NDArray[np.uint8]) -> list[Region]:
         """The regions to send for this capture (empty: nothing to send).
 
@@ -643,8 +689,19 @@ class StreamEncoder:
         self._probe = (self._probe + 1) % SCROLL_PROBE_EVERY if self._lossy.all() else 0
         movable = _any_move if self._probe == 0 else None
         changed = self.diff.changed_tiles(pixels, movable)
+        return self._encode(bgra, changed, self.diff.last_move, video=True)
+
+    def _encode(
+        self,
+        bgra: npt.NDArray[np.uint8],
+        changed: npt.NDArray[np.bool_],
+        move: Move | None,
+        *,
+        video: bool,
+    ) -> list[Region]:
+        """The regions for changed tiles of `bgra` (the whole screen as it is now)."""
+        height, width = bgra.shape[:2]
         regions: list[Region] = []
-        move = self.diff.last_move
         if move is not None:
             regions.append(
                 Region(
@@ -664,7 +721,7 @@ class StreamEncoder:
         # on a slow link a large change goes video at once: a P-frame from the one
         # encoder is a fraction of a full-screen JPEG, the frame that made the latency
         after = 1 if self.degraded else VIDEO_AFTER_FRAMES
-        if self.video is not None and self._large_run >= after:
+        if video and self.video is not None and self._large_run >= after:
             data = self.video.encode(self.diff.previous)  # == bgra, in the encoder's picture
             if data:
                 self.in_video = True

@@ -99,6 +99,22 @@ class ScreenCapture(Protocol):
         """
         ...
 
+    def damaged_area(self) -> tuple[int, int, int, int] | None:
+        """The bounding box (x, y, width, height; root coordinates) of what was drawn,
+        as of the last `changed()` that answered True; None: not known (the whole
+        screen). Only meaningful right after such a `changed()`."""
+        ...
+
+    def grab_area(
+        self, monitor: MonitorInfo, area: tuple[int, int, int, int]
+    ) -> bytes | bytearray | memoryview:
+        """BGRA pixels of `area` (x, y, width, height, relative to the monitor).
+
+        Raises:
+            PlatformError: the screen could not be read.
+        """
+        ...
+
     def wake_fd(self) -> int | None:
         """A file descriptor that becomes readable when `changed()` may answer True or
         the pointer moves, so a still screen is waited on instead of polled; None:

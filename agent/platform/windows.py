@@ -205,6 +205,19 @@ class WindowsCapture:
         """None: nothing to wait on (see `changed`)."""
         return None
 
+    def damaged_area(self) -> tuple[int, int, int, int] | None:
+        """None: not known (see `changed`)."""
+        return None
+
+    def grab_area(self, monitor: MonitorInfo, area: tuple[int, int, int, int]) -> bytearray:
+        x, y, width, height = area
+        box = {"left": monitor.left + x, "top": monitor.top + y, "width": width, "height": height}
+        try:
+            raw: bytearray = self._mss.grab(box).raw
+        except self._screenshot_error as exc:
+            raise PlatformError(f"cannot read the screen (secure desktop?): {exc}") from None
+        return raw
+
     def grab(self, monitor: MonitorInfo) -> bytearray:
         box = {
             "left": monitor.left,

@@ -181,6 +181,16 @@ class _GuardedCapture:
     def wake_fd(self) -> int | None:
         return None if self._active() else self.inner.wake_fd()
 
+    def damaged_area(self) -> tuple[int, int, int, int] | None:
+        return self.inner.damaged_area()
+
+    def grab_area(
+        self, monitor: MonitorInfo, area: tuple[int, int, int, int]
+    ) -> bytes | bytearray | memoryview:
+        if self._active():
+            raise PlatformError(self._sentence)
+        return self.inner.grab_area(monitor, area)
+
     def grab(self, monitor: MonitorInfo) -> bytes | bytearray | memoryview:
         if self._active():
             raise PlatformError(self._sentence)

@@ -799,6 +799,16 @@ class FlakyCapture:
     def wake_fd(self) -> int | None:
         return None if self.failing.is_set() else self.inner.wake_fd()
 
+    def damaged_area(self) -> tuple[int, int, int, int] | None:
+        return None if self.failing.is_set() else self.inner.damaged_area()
+
+    def grab_area(
+        self, monitor: MonitorInfo, area: tuple[int, int, int, int]
+    ) -> bytes | bytearray | memoryview:
+        if self.failing.is_set():
+            raise PlatformError("the secure desktop is showing")
+        return self.inner.grab_area(monitor, area)
+
     def grab(self, monitor: MonitorInfo) -> bytes | bytearray | memoryview:
         if self.failing.is_set():
             raise PlatformError("the secure desktop is showing")

@@ -49,12 +49,30 @@ def test_capture_reports_drawing_through_damage_and_misses_none(xdisplay: XDispl
                 break
             capture.grab(screen)
         assert capture.changed() is False
-        window = x.screen().root.create_window(
-            10, 10, 64, 64, 0, x.screen().root_depth, background_pixel=x.screen().white_pixel
+        window = x.screen().root.create_window(  # where we say: no window manager's placing
+            10,
+            10,
+            64,
+            64,
+            0,
+            x.screen().root_depth,
+            background_pixel=x.screen().white_pixel,
+            override_redirect=True,
         )
         window.map()
         x.sync()
         assert _eventually(capture.changed)  # a window appeared: drawing was reported
+        # ... with where: around the window, not the whole screen (other windows of the
+        # shared display may blink meanwhile: their boxes are added, bounded)
+        boxes = [capture.damaged_area()]
+        for _ in range(50):
+            if _covers(boxes, (10, 10, 74, 74)):
+                break
+            time.sleep(0.01)
+            if capture.changed():
+                boxes.append(capture.damaged_area())
+        assert _covers(boxes, (10, 10, 74, 74)), boxes
+        assert all(b is not None and b[2] * b[3] < screen.width * screen.height for b in boxes)
         before = capture.grab(screen)
         window.change_attributes(background_pixel=x.screen().black_pixel)
         window.clear_area()
@@ -62,6 +80,9 @@ def test_capture_reports_drawing_through_damage_and_misses_none(xdisplay: XDispl
         # the drawing after `changed()` answered is in the next answer, and the grab differs
         assert _eventually(capture.changed)
         assert capture.grab(screen) != before
+        block = capture.grab_area(screen, (10, 10, 64, 64))  # the window alone: black
+        assert len(block) == 64 * 64 * 4
+        assert set(bytes(block)[0::4]) == {0} and set(bytes(block)[2::4]) == {0}
         window.destroy()
         x.sync()
     finally:
@@ -149,6 +170,20 @@ def test_a_still_screen_is_waited_on_and_wakes_on_a_drawing_or_the_pointer(
     finally:
         x.close()
         capture.close()
+
+
+def _covers(
+    boxes: list[tuple[int, int, int, int] | None], corners: tuple[int, int, int, int]
+) -> bool:
+    """The union of (x, y, w, h) boxes covers the (x0, y0, x1, y1) rectangle."""
+    known = [b for b in boxes if b is not None]
+    if not known:
+        return False
+    x0 = min(b[0] for b in known)
+    y0 = min(b[1] for b in known)
+    x1 = max(b[0] + b[2] for b in known)
+    y1 = max(b[1] + b[3] for b in known)
+    return x0 <= corners[0] and y0 <= corners[1] and x1 >= corners[2] and y1 >= corners[3]
 
 
 def _eventually(check: Callable[[], object], tries: int = 100) -> bool:

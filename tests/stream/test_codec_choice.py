@@ -17,6 +17,7 @@ from agent.screen import (
     QUIET_AFTER_CAPTURES,
     QUIET_STRIDE,
     FrameEncoder,
+    Rect,
     StreamEncoder,
     frame_parts,
     video_encoder_for,
@@ -299,6 +300,30 @@ def test_a_scroll_over_a_picture_not_yet_exact_carries_its_lossy_parts_to_refine
     for _ in range(10):  # bounded: refined where they went
         pipe.step(screen)
     assert pipe.exact(screen)
+
+
+def test_a_change_known_to_be_in_a_small_area_is_compared_and_sent_there_only() -> None:
+    pipe, screen = Pipe(), text_screen()
+    for _ in range(4):
+        pipe.step(screen)
+    assert pipe.exact(screen)
+    typed = screen.copy()
+    typed[70:80, 130:140, :3] = 0x55  # a "letter" inside tile (row 1, col 2)
+    area = Rect(128, 64, 128, 64)  # the damaged box, widened to the tile grid
+    regions = pipe.stream.regions_in(area, np.ascontiguousarray(typed[64:128, 128:256]))
+    assert [(r.x, r.y, r.width, r.height) for r in regions] == [(128, 64, 64, 64)]
+    assert regions[0].encoding is Encoding.ZLIB_BGRA
+    for part in frame_parts(frame_id=50, captured_at_ns=0, width=W, height=H, regions=regions):
+        pipe.fb.apply(decode_inner(encode(part)))  # type: ignore[arg-type]
+    assert pipe.exact(typed)
+    assert pipe.step(typed) == []  # the whole-screen compare agrees: nothing left
+    with pytest.raises(ValueError, match="tile grid"):
+        pipe.stream.regions_in(Rect(10, 64, 64, 64), np.zeros((64, 64, 4), np.uint8))
+    with pytest.raises(ValueError, match="does not fit"):
+        pipe.stream.regions_in(Rect(0, 64, 64, 64), np.zeros((32, 64, 4), np.uint8))
+    pipe.stream.reset()
+    with pytest.raises(ValueError, match="whole screen"):
+        pipe.stream.regions_in(area, np.zeros((64, 128, 4), np.uint8))
 
 
 def test_a_change_that_is_no_scroll_is_not_sent_as_a_copy() -> None:

@@ -289,6 +289,12 @@ class Capture:
     def wake_fd(self) -> None:
         return None
 
+    def damaged_area(self) -> None:
+        return None
+
+    def grab_area(self, monitor: MonitorInfo, area: tuple[int, int, int, int]) -> bytes:
+        return bytes(area[2] * area[3] * 4)
+
     def grab(self, monitor: MonitorInfo) -> bytes:
         return bytes(8)
 
