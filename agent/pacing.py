@@ -120,16 +120,20 @@ class FramePacer:
         the propagation (the smallest recent round trip) is taken out of it.
         """
         rtt = now - sent_at
-        self._rtts.append((now, rtt))
         horizon = now - MIN_RTT_WINDOW
         while self._rtts and self._rtts[0][0] < horizon:
             self._rtts.pop(0)
         if size < RATE_SAMPLE_BYTES:
+            self._rtts.append((now, rtt))  # a small frame's time is the propagation
             return
         if self._last_ack is not None and sent_at < self._last_ack:
             busy = now - self._last_ack
         else:
-            busy = rtt - min(r for _, r in self._rtts)
+            # a large frame alone on the link: its time less the propagation; never
+            # below a quarter of it (no small frame seen yet, or one barely faster,
+            # must not make a megabyte "arrive" in a millisecond)
+            base = min((r for _, r in self._rtts), default=0.0)
+            busy = max(rtt - base, rtt / 4)
         self._rates.append((now, size / max(busy, 0.001)))
 
     def reset(self) -> None:

@@ -901,7 +901,6 @@ class SessionRunner:
             if stream.quiet and not stream.damage_known and self._input_event is not None:
                 # a still screen is looked at less often (idle CPU), unless the
                 # consultant's input is about to change it
-                self._input_event.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._input_event.wait(), max(delay, self._pacer.delay(QUIET_INTERVAL))
@@ -915,6 +914,9 @@ class SessionRunner:
             elif delay > 0:
                 await asyncio.sleep(delay)
             self._pacer.captured()
+            if self._input_event is not None:
+                # input from now on wakes the next wait; input before it is in this look
+                self._input_event.clear()
             frame_id = self._frame_id + 1
             link = (self._pacer.round_trip, self._pacer.throughput)  # read on the loop's thread
             try:
@@ -972,7 +974,6 @@ class SessionRunner:
             return
         loop = asyncio.get_running_loop()
         woke = asyncio.Event()
-        self._input_event.clear()
         loop.add_reader(fd, woke.set)
         waits = [
             asyncio.ensure_future(woke.wait()),

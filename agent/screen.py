@@ -242,9 +242,12 @@ class TileDiff:
         self,
         pixels: npt.NDArray[np.uint32],
         may_move: Callable[[Move], bool] | None = None,
+        *,
+        sample: bool = True,
     ) -> npt.NDArray[np.bool_]:
         """Tile rows × tile columns, True where a tile changed; remember `pixels`.
 
+        `sample`: on a quiet screen, compare sampled rows first (see QUIET_STRIDE).
         With `may_move`, a large change is searched for a scroll (`find_scroll`);
         one that `may_move` accepts is kept in `last_move`, and the tiles returned
         are those still changed once it is applied (the newly exposed lines).
@@ -259,7 +262,7 @@ class TileDiff:
             self._full = False
             np.copyto(self._previous, pixels)
             return np.ones(self.grid, np.bool_)
-        if self.quiet:
+        if sample and self.quiet:
             # a still screen: look at every QUIET_STRIDE-th row only, a different set
             # each time, so a change is seen at once if it is QUIET_STRIDE rows tall
             # (text, windows) and within QUIET_STRIDE captures if it is thinner
@@ -402,9 +405,14 @@ LOSSLESS_TILES = 12
 sent lossless at once: ~50 KiB of BGRA at most, zlib'd in well under a
 millisecond, and text is exact the moment it appears."""
 
-REFINE_AFTER_CAPTURES = 2
-"""A JPEG tile unchanged for this many captures (~66 ms at 30 fps) is sent
-again lossless: moving content stays cheap, still content becomes exact."""
+REFINE_AFTER_CAPTURES = 4
+"""A JPEG tile unchanged for this many captures (~66 ms at the 60 fps cap) is sent
+again lossless: moving content stays cheap (a 25 fps video's frames are 40 ms
+apart), still content becomes exact."""
+
+LARGE_RUN_SECONDS = 3 * (1 / 30)
+"""Large changes count as one run of motion while they come at most this far apart
+(captures in between that saw nothing drawn do not break a 25 or 30 fps video)."""
 
 REFINE_TILES_PER_FRAME = 170
 """At most a third of a 1080p screen refined per frame, so a refinement burst
@@ -581,7 +589,8 @@ class StreamEncoder:
         self._still = np.zeros(self.diff.grid, np.uint8)  # captures since the last change
         self.video = video
         self._video_tiles = max(1, int(VIDEO_FRACTION * self._lossy.size))
-        self._large_run = 0  # captures in a row with a large change
+        self._large_run = 0  # large changes in a row (captures with nothing new skipped)
+        self._large_at = -LARGE_RUN_SECONDS  # when the last large change was seen
         self.in_video = False  # the last frame went out as H.264
         self._probe = 0  # frames since the last scroll search during video
         self.damage_known = False  # the platform reports drawing: no need to grab to know
@@ -597,6 +606,7 @@ class StreamEncoder:
         self._lossy[:] = False
         self._still[:] = 0
         self._large_run = 0
+        self._probe = 0
         self.in_video = False
         if self.video is not None:
             self.video.restart()  # the console starts a new decoder too
@@ -671,7 +681,6 @@ class StreamEncoder:
         """
         pixels = bgra.view(np.uint32).reshape(bgra.shape[0], bgra.shape[1])
         changed = self.diff.changed_tiles_in(area, pixels)
-        self._large_run = 0
         return self._encode(self.diff.previous, changed, None, video=False)
 
     def regions(self, bgra: npt.NDArray[np.uint8]) -> list[Region]:
@@ -688,7 +697,9 @@ class StreamEncoder:
         # once) comes back to exact moves instead of staying video
         self._probe = (self._probe + 1) % SCROLL_PROBE_EVERY if self._lossy.all() else 0
         movable = _any_move if self._probe == 0 else None
-        changed = self.diff.changed_tiles(pixels, movable)
+        # rows are sampled on a quiet screen only when nothing reports drawing: with
+        # X DAMAGE a grab means something was drawn, however thin (a 1-px underline)
+        changed = self.diff.changed_tiles(pixels, movable, sample=not self.damage_known)
         return self._encode(bgra, changed, self.diff.last_move, video=True)
 
     def _encode(
@@ -717,11 +728,18 @@ class StreamEncoder:
         self._still[changed] = 0
         np.add(self._still, 1, out=self._still, where=~changed & (self._still < 255))
         count = int(changed.sum())
-        self._large_run = self._large_run + 1 if count >= self._video_tiles else 0
+        now = time.monotonic()
+        if count >= self._video_tiles:
+            recent = now - self._large_at <= LARGE_RUN_SECONDS
+            self._large_run = self._large_run + 1 if recent else 1
+            self._large_at = now
+        elif count:
+            self._large_run = 0
         # on a slow link a large change goes video at once: a P-frame from the one
         # encoder is a fraction of a full-screen JPEG, the frame that made the latency
         after = 1 if self.degraded else VIDEO_AFTER_FRAMES
-        if video and self.video is not None and self._large_run >= after:
+        large = count >= self._video_tiles
+        if video and large and self.video is not None and self._large_run >= after:
             data = self.video.encode(self.diff.previous)  # == bgra, in the encoder's picture
             if data:
                 self.in_video = True
@@ -763,7 +781,6 @@ class StreamEncoder:
         """
         self.diff.unchanged()
         np.add(self._still, 1, out=self._still, where=self._still < 255)
-        self._large_run = 0
         self.in_video = False
         return self._refine(self.diff.previous)
 

@@ -128,7 +128,9 @@ class FrameBuffer:
         try:
             pictures = self._video.decode(av.Packet(region.data))
         except (av.FFmpegError, ValueError) as exc:
-            self._video = None  # start clean at the agent's next IDR
+            # the session ends on a BadFrame; were it ever survivable, the agent's one
+            # encoder would send no IDR until asked: a new decoder alone would not do
+            self._video = None
             raise BadFrame(f"an H.264 region does not decode: {exc}") from None
         if not pictures:
             raise BadFrame("an H.264 region decoded to no picture")

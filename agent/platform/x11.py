@@ -94,7 +94,15 @@ class X11Capture:
             try:
                 # XI2 raw motion: an event per pointer movement, so a still screen is
                 # waited on (`wake_fd`) rather than polled for the pointer
-                if self._x.xinput_query_version().major_version >= 2:
+                # announce XI 2.2: under 2.0 the server holds raw events back while
+                # another client grabs the pointer (an open menu, a drag)
+                reply = xinput.XIQueryVersion(
+                    display=self._x.display,
+                    opcode=self._x.display.get_extension_major(xinput.extname),
+                    major_version=2,
+                    minor_version=2,
+                )
+                if (reply.major_version, reply.minor_version) >= (2, 1):
                     self._root.xinput_select_events(
                         [(xinput.AllMasterDevices, xinput.RawMotionMask)]
                     )
@@ -113,6 +121,10 @@ class X11Capture:
         Called only between grabs, never while another call runs (one thread at a time).
         """
         if self._damage is None or not self._pointer_events or self._x.display.event_queue:
+            return None
+        if self._damaged or self._cursor_changed:
+            # already known (read while the cursor was asked for): the server sends
+            # nothing more until the next look, so the descriptor would stay silent
             return None
         return int(self._x.fileno())
 

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import simplejpeg
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from console.framebuffer import FrameBuffer
 from protocol.codec import encode
 from protocol.codes import PhoneCode
 from protocol.connection import CodeReady, ConsoleConnection, SessionEnded
-from protocol.messages import Encoding, Frame, Message, MonitorLayout, Rights, Sealed
+from protocol.messages import Frame, Message, MonitorLayout, Rights, Sealed
 from tests.support.relay import RelayProcess
 
 WAIT = 15.0
@@ -35,7 +34,7 @@ class Consultant:
         self.rights = rights
         self.events: list[Any] = []
         self.ack_frames = True
-        self.canvas: npt.NDArray[np.uint8] | None = None
+        self._picture: FrameBuffer | None = None  # the console's own decoder, every codec
         self.layout: MonitorLayout | None = None
         self.frames: list[Frame] = []
         self.closed = asyncio.Event()
@@ -79,7 +78,7 @@ class Consultant:
                         self._paint(event)
                     elif isinstance(event, MonitorLayout):
                         self.layout = event
-                        self.canvas = None
+                        self._picture = None
                 await self.flush()
                 self._changed.set()
         except ConnectionClosed:
@@ -88,21 +87,18 @@ class Consultant:
             self.closed.set()
             self._changed.set()
 
+    @property
+    def canvas(self) -> npt.NDArray[np.uint8] | None:
+        """The picture so far (BGRA), as the console library decodes it; None before a frame."""
+        if self._picture is None or self._picture.empty:
+            return None
+        return self._picture.pixels
+
     def _paint(self, frame: Frame) -> None:
         self.frames.append(frame)
-        if self.canvas is None or self.canvas.shape[:2] != (frame.height, frame.width):
-            self.canvas = np.zeros((frame.height, frame.width, 4), np.uint8)
-        for r in frame.regions:
-            area = self.canvas[r.y : r.y + r.height, r.x : r.x + r.width]
-            if r.encoding is Encoding.JPEG:
-                area[:] = simplejpeg.decode_jpeg(r.data, colorspace="BGRA")
-            elif r.encoding is Encoding.SOLID:
-                area[:] = np.frombuffer(r.data, np.uint8)
-            elif r.encoding is Encoding.ZLIB_BGRA:  # small changes and still-screen refinement
-                raw = zlib.decompress(r.data)
-                area[:] = np.frombuffer(raw, np.uint8).reshape(r.height, r.width, 4)
-            else:
-                raise AssertionError(f"unexpected encoding {r.encoding}")
+        if self._picture is None:
+            self._picture = FrameBuffer()
+        self._picture.apply(frame)
         if frame.final and self.ack_frames and self.conn is not None and self.conn.session.live:
             self.conn.ack(frame.frame_id)
 

@@ -136,6 +136,16 @@ def test_pacer_measures_throughput_from_large_frames_only_and_forgets_old_sample
     assert pacer.throughput is None
 
 
+def test_a_large_first_frame_does_not_measure_an_absurd_rate() -> None:
+    clock = Clock()
+    pacer = FramePacer(window=2, max_fps=60, clock=clock)
+    pacer.sent(1, 600_000)  # the first full screen, no small frame seen yet
+    clock.now += 1.0
+    pacer.acked(1)
+    rate = pacer.throughput
+    assert rate is not None and 600_000 <= rate <= 2_400_000  # at most 4× the naive rate
+
+
 def test_pacer_rejects_nonsense_settings() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         FramePacer(window=0)

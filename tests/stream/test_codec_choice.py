@@ -45,7 +45,10 @@ class Pipe:
     """Agent stream → wire bytes → console framebuffer."""
 
     def __init__(self, refine_per_frame: int = 170) -> None:
-        self.stream = StreamEncoder(W, H, FrameEncoder(), refine_per_frame=refine_per_frame)
+        # refined after 2 still captures (the default is 4: ~66 ms at 60 captures a second)
+        self.stream = StreamEncoder(
+            W, H, FrameEncoder(), refine_per_frame=refine_per_frame, refine_after=2
+        )
         self.fb = FrameBuffer()
         self.frame_id = 0
 
@@ -324,6 +327,31 @@ def test_a_change_known_to_be_in_a_small_area_is_compared_and_sent_there_only() 
     pipe.stream.reset()
     with pytest.raises(ValueError, match="whole screen"):
         pipe.stream.regions_in(area, np.zeros((64, 128, 4), np.uint8))
+
+
+def test_a_thin_line_after_a_still_spell_is_seen_when_drawing_is_reported() -> None:
+    pipe, screen = Pipe(), text_screen()
+    for _ in range(4):
+        pipe.step(screen)
+    pipe.stream.damage_known = True  # X DAMAGE: a grab means something was drawn
+    for _ in range(QUIET_AFTER_CAPTURES + 1):
+        assert pipe.stream.unchanged() == []
+    assert pipe.stream.diff.quiet
+    underlined = screen.copy()
+    underlined[201, 100:300, :3] = 0xFF  # one row: not a sampled row of every phase
+    assert pipe.step(underlined)
+    assert pipe.exact(underlined)
+
+
+def test_video_at_25_fps_with_empty_looks_between_its_frames_stays_video() -> None:
+    pipe = Pipe()
+    pipe.stream.video = video_encoder_for(W, H)
+    assert pipe.stream.video is not None
+    kinds = []
+    for step in range(10):  # at the 60/s cap, a look that saw nothing between frames
+        kinds.append({r.encoding for r in pipe.step(pan(step))})
+        pipe.stream.unchanged()
+    assert kinds[2:] == [{Encoding.H264}] * 8
 
 
 def test_a_change_that_is_no_scroll_is_not_sent_as_a_copy() -> None:
