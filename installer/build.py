@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -404,7 +405,14 @@ def read_table(msi: Path, table: str) -> list[dict[str, str]]:
         BuildError: msiinfo is missing or cannot read the file or the table.
     """
     msiinfo = require_tool("msiinfo", "apt-get install msitools")
-    text = run([msiinfo, "export", msi, table], what=f"msiinfo export {table}")
+    # a table with binary columns (Icon, Binary) is exported with its streams written
+    # to files in a folder named after the table: in a scratch folder, not the caller's
+    with tempfile.TemporaryDirectory(prefix="zgoda-msiinfo-") as scratch:
+        text = run(
+            [msiinfo, "export", msi.resolve(), table],
+            what=f"msiinfo export {table}",
+            cwd=Path(scratch),
+        )
     # An .idt file: column names, column types, then the table name and keys; then rows.
     lines = text.splitlines()
     if len(lines) < 3:
