@@ -14,7 +14,7 @@ monitor-relative coordinates before calling an `InputBackend`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from protocol.messages import CursorShape, Monitor, MouseButton
 
@@ -195,3 +195,25 @@ class Platform(Protocol):
         PlatformError: input injection is not possible in this session.
         """
         ...
+
+
+def mss_grab(
+    mss: Any,
+    error: type[Exception],
+    monitor: MonitorInfo,
+    area: tuple[int, int, int, int] | None,
+    failure: str,
+) -> bytearray:
+    """BGRA pixels of `area` (x, y, width, height, relative to `monitor`; None: all
+    of it) through an mss instance; `.raw`, never `.rgb` (a 13 ms conversion per frame).
+
+    Raises:
+        PlatformError: mss raised `error`; the message starts with `failure`.
+    """
+    x, y, width, height = area if area is not None else (0, 0, monitor.width, monitor.height)
+    box = {"left": monitor.left + x, "top": monitor.top + y, "width": width, "height": height}
+    try:
+        raw: bytearray = mss.grab(box).raw
+    except error as exc:
+        raise PlatformError(f"{failure}: {exc}") from None
+    return raw

@@ -16,11 +16,12 @@ import sys
 import time
 from typing import Any
 
-from agent.platform.base import CursorInfo, MonitorInfo, PlatformError
+from agent.platform.base import CursorInfo, MonitorInfo, PlatformError, mss_grab
 from agent.platform.pynput_input import PynputInput
 from protocol.limits import MAX_MONITORS
 
 _STANDARD_DPI = 96
+_GRAB_FAILED = "cannot read the screen (secure desktop?)"
 _PER_MONITOR_AWARE_V2 = -4  # DPI_AWARENESS_CONTEXT_PER_MONITOR_AWARE_V2
 _MDT_EFFECTIVE_DPI = 0
 _MONITOR_DEFAULTTONEAREST = 2
@@ -210,26 +211,10 @@ class WindowsCapture:
         return None
 
     def grab_area(self, monitor: MonitorInfo, area: tuple[int, int, int, int]) -> bytearray:
-        x, y, width, height = area
-        box = {"left": monitor.left + x, "top": monitor.top + y, "width": width, "height": height}
-        try:
-            raw: bytearray = self._mss.grab(box).raw
-        except self._screenshot_error as exc:
-            raise PlatformError(f"cannot read the screen (secure desktop?): {exc}") from None
-        return raw
+        return mss_grab(self._mss, self._screenshot_error, monitor, area, _GRAB_FAILED)
 
     def grab(self, monitor: MonitorInfo) -> bytearray:
-        box = {
-            "left": monitor.left,
-            "top": monitor.top,
-            "width": monitor.width,
-            "height": monitor.height,
-        }
-        try:
-            raw: bytearray = self._mss.grab(box).raw
-        except self._screenshot_error as exc:
-            raise PlatformError(f"cannot read the screen (secure desktop?): {exc}") from None
-        return raw
+        return mss_grab(self._mss, self._screenshot_error, monitor, None, _GRAB_FAILED)
 
     def cursor(self, *, known_serial: int | None) -> CursorInfo:
         return cursor_info()

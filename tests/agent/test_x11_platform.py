@@ -5,6 +5,7 @@ from __future__ import annotations
 import select
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from Xlib import XK, X
@@ -49,18 +50,7 @@ def test_capture_reports_drawing_through_damage_and_misses_none(xdisplay: XDispl
                 break
             capture.grab(screen)
         assert capture.changed() is False
-        window = x.screen().root.create_window(  # where we say: no window manager's placing
-            10,
-            10,
-            64,
-            64,
-            0,
-            x.screen().root_depth,
-            background_pixel=x.screen().white_pixel,
-            override_redirect=True,
-        )
-        window.map()
-        x.sync()
+        window = _square(x, 10, 64, x.screen().white_pixel)
         assert _eventually(capture.changed)  # a window appeared: drawing was reported
         # ... with where: around the window, not the whole screen (other windows of the
         # shared display may blink meanwhile: their boxes are added, bounded)
@@ -145,21 +135,10 @@ def test_a_still_screen_is_waited_on_and_wakes_on_a_drawing_or_the_pointer(
                     break
             fd = capture.wake_fd()
             assert fd is not None  # DAMAGE and XInput 2 are there: wait, do not poll
-            root = x.screen().root
             if what == "pointer":  # as a mouse moves it (XTest is a device; a warp is not)
                 xtest.fake_input(x, X.MotionNotify, x=217, y=150)
             else:
-                window = root.create_window(
-                    300,
-                    300,
-                    40,
-                    40,
-                    0,
-                    x.screen().root_depth,
-                    override_redirect=True,
-                    background_pixel=x.screen().white_pixel,
-                )
-                window.map()
+                window = _square(x, 300, 40, x.screen().white_pixel)
             x.sync()
             readable, _, _ = select.select([fd], [], [], 2.0)
             assert readable, f"no wake-up for the {what}"
@@ -179,19 +158,7 @@ def test_a_drawing_read_with_the_cursor_is_not_waited_for_again(xdisplay: XDispl
         screen = capture.monitors()[1]
         capture.changed()
         capture.grab(screen)
-        root = x.screen().root
-        window = root.create_window(
-            400,
-            400,
-            30,
-            30,
-            0,
-            x.screen().root_depth,
-            override_redirect=True,
-            background_pixel=x.screen().black_pixel,
-        )
-        window.map()
-        x.sync()
+        window = _square(x, 400, 30, x.screen().black_pixel)
         # the DamageNotify is read while the cursor is asked for (as the runner does
         # after a grab): it must not then wait on a descriptor that stays silent
         fd = None
@@ -209,6 +176,17 @@ def test_a_drawing_read_with_the_cursor_is_not_waited_for_again(xdisplay: XDispl
     finally:
         x.close()
         capture.close()
+
+
+def _square(x: Any, at: int, size: int, pixel: int) -> Any:
+    """A mapped square window of one colour at (at, at), placed where we say (no window
+    manager's placing), drawn by the time this returns."""
+    window = x.screen().root.create_window(
+        at, at, size, size, 0, x.screen().root_depth, background_pixel=pixel, override_redirect=True
+    )
+    window.map()
+    x.sync()
+    return window
 
 
 def _covers(
