@@ -151,3 +151,21 @@ def test_pacer_rejects_nonsense_settings() -> None:
         FramePacer(window=0)
     with pytest.raises(ValueError, match="positive"):
         FramePacer(max_fps=0)
+
+
+def test_a_damaged_box_is_widened_to_the_tile_grid_clipped_and_sized() -> None:
+    from agent.platform.base import MonitorInfo
+    from agent.runner import _tile_area
+    from agent.screen import Rect
+
+    right = MonitorInfo(index=2, left=1920, top=0, width=1280, height=800)
+    # a letter at (2010, 70) on the right-hand monitor: one tile there, in its coordinates
+    assert _tile_area((2010, 70, 9, 17), right) == Rect(64, 64, 64, 64)
+    # over a tile edge: both tiles; at the monitor's far corner: clipped to it
+    assert _tile_area((1920 + 60, 10, 10, 10), right) == Rect(0, 0, 128, 64)
+    assert _tile_area((1920 + 1275, 795, 50, 50), right) == Rect(1216, 768, 64, 32)
+    # drawn on the other monitor only: an empty area (nothing to grab here)
+    assert _tile_area((100, 100, 50, 50), right) == Rect(0, 0, 0, 0)
+    # unknown, or more than a quarter of the monitor: the whole monitor is grabbed
+    assert _tile_area(None, right) is None
+    assert _tile_area((1920, 0, 1280, 400), right) is None
