@@ -52,7 +52,7 @@ from agent.hotkey import END_HOTKEY, EndHotkey
 from agent.inject import Injector
 from agent.pacing import DEFAULT_FRAME_WINDOW, DEFAULT_MAX_FPS, FramePacer
 from agent.platform import default_platform
-from agent.platform.base import MonitorInfo, Platform, PlatformError, ScreenCapture
+from agent.platform.base import LOOK_NOW, MonitorInfo, Platform, PlatformError, ScreenCapture
 from agent.screen import (
     DEFAULT_JPEG_QUALITY,
     QUIET_INTERVAL,
@@ -969,6 +969,8 @@ class SessionRunner:
         consultant sent input, or STILL_CHECK_SECONDS passed. Without a descriptor,
         sleep `poll` seconds. No wake-ups at all while nothing happens: idle CPU."""
         fd = capture.wake_fd()
+        if fd == LOOK_NOW:
+            return  # drawn while the last look was being sent: look again at once
         if fd is None or self._input_event is None:
             await asyncio.sleep(poll)
             return

@@ -77,6 +77,10 @@ class CursorInfo:
     shape: CursorShape | None = None
 
 
+LOOK_NOW = -1
+"""`ScreenCapture.wake_fd()`: a drawing or a cursor change is already known; do not wait."""
+
+
 class ScreenCapture(Protocol):
     """Reads the screen. Used from one thread at a time (the engine's capture thread)."""
 
@@ -117,8 +121,9 @@ class ScreenCapture(Protocol):
 
     def wake_fd(self) -> int | None:
         """A file descriptor that becomes readable when `changed()` may answer True or
-        the pointer moves, so a still screen is waited on instead of polled; None:
-        poll (the platform cannot tell, or something is already pending)."""
+        the pointer moves, so a still screen is waited on instead of polled; LOOK_NOW:
+        something is already known to be pending, look at once; None: the platform
+        cannot tell, poll."""
         ...
 
     def grab(self, monitor: MonitorInfo) -> bytes | bytearray | memoryview:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from agent.platform.base import CursorInfo, MonitorInfo, PlatformError, mss_grab
+from agent.platform.base import LOOK_NOW, CursorInfo, MonitorInfo, PlatformError, mss_grab
 from agent.platform.pynput_input import PynputInput
 from protocol.limits import MAX_CURSOR_DIMENSION, MAX_MONITORS
 from protocol.messages import CursorShape
@@ -116,17 +116,17 @@ class X11Capture:
 
     def wake_fd(self) -> int | None:
         """A descriptor that becomes readable when the screen is drawn on, the cursor
-        changes shape or the pointer moves; None when the caller must poll instead
-        (no DAMAGE or XInput 2 here, or events are already queued: look now).
+        changes shape or the pointer moves; LOOK_NOW when that is already known; None
+        when the caller must poll instead (no DAMAGE or XInput 2 here).
 
         Called only between grabs, never while another call runs (one thread at a time).
         """
-        if self._damage is None or not self._pointer_events or self._x.display.event_queue:
+        if self._damage is None or not self._pointer_events:
             return None
-        if self._damaged or self._cursor_changed:
-            # already known (read while the cursor was asked for): the server sends
-            # nothing more until the next look, so the descriptor would stay silent
-            return None
+        if self._damaged or self._cursor_changed or self._x.display.event_queue:
+            # already known or queued (read while the cursor was asked for): the server
+            # sends nothing more until the next look, so the descriptor would stay silent
+            return LOOK_NOW
         return int(self._x.fileno())
 
     def _drain(self) -> None:
