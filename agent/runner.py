@@ -1021,7 +1021,9 @@ class SessionRunner:
         else:
             raw = capture.grab(monitor)
             bgra = np.frombuffer(raw, dtype=np.uint8).reshape(monitor.height, monitor.width, 4)
-            regions = stream.regions(bgra)
+            # drawn over more than a small area, as the platform says: video may go on
+            # without a compare (known only with DAMAGE; a first look covers everything)
+            regions = stream.regions(bgra, drawn_all_over=drawn is True and area is None)
         frames: list[Frame] = []
         if regions:
             if self.on_capture is not None:

@@ -229,6 +229,15 @@ class TileDiff:
         """A capture the platform knows changed nothing (X DAMAGE): count it as still."""
         self._quiet += 1
 
+    def replace(self, pixels: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
+        """Take `pixels` as the new previous without comparing: every tile counts as
+        changed (full-screen motion, where the compare would only say so at ~2 ms)."""
+        np.copyto(self._previous, pixels)
+        self._full = False
+        self._quiet = 0
+        self.last_move = None
+        return np.ones(self.grid, np.bool_)
+
     def changed(self, pixels: npt.NDArray[np.uint32]) -> list[Rect]:
         """Runs of changed tiles, row by row, and remember `pixels` as the new previous.
 
@@ -683,8 +692,11 @@ class StreamEncoder:
         changed = self.diff.changed_tiles_in(area, pixels)
         return self._encode(self.diff.previous, changed, None, video=False)
 
-    def regions(self, bgra: npt.NDArray[np.uint8]) -> list[Region]:
+    def regions(self, bgra: npt.NDArray[np.uint8], *, drawn_all_over: bool = False) -> list[Region]:
         """The regions to send for this capture (empty: nothing to send).
+
+        `drawn_all_over`: the platform reported drawing over most of the screen; while
+        the stream is video, that frame goes to the encoder without a compare.
 
         Raises:
             ValueError: `bgra` is not the monitor's size.
@@ -699,7 +711,10 @@ class StreamEncoder:
         movable = _any_move if self._probe == 0 else None
         # rows are sampled on a quiet screen only when nothing reports drawing: with
         # X DAMAGE a grab means something was drawn, however thin (a 1-px underline)
-        changed = self.diff.changed_tiles(pixels, movable, sample=not self.damage_known)
+        if drawn_all_over and self.in_video and movable is None and not self.diff.full:
+            changed = self.diff.replace(pixels)  # motion goes on: no compare, no scroll probe
+        else:
+            changed = self.diff.changed_tiles(pixels, movable, sample=not self.damage_known)
         return self._encode(bgra, changed, self.diff.last_move, video=True)
 
     def _encode(

@@ -354,6 +354,36 @@ def test_video_at_25_fps_with_empty_looks_between_its_frames_stays_video() -> No
     assert kinds[2:] == [{Encoding.H264}] * 8
 
 
+def test_video_reported_drawn_all_over_skips_the_compare_but_still_probes_for_scrolls() -> None:
+    pipe = Pipe()
+    pipe.stream.video = video_encoder_for(W, H)
+    assert pipe.stream.video is not None
+    for step in range(3):
+        pipe.step(pan(step))
+    assert pipe.stream.in_video
+    compares = 0
+    real = pipe.stream.diff.changed_tiles
+
+    def counted(*args: object, **kwargs: object) -> object:
+        nonlocal compares
+        compares += 1
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    pipe.stream.diff.changed_tiles = counted  # type: ignore[method-assign,assignment]
+    for step in range(3, 11):
+        regions = pipe.stream.regions(pan(step), drawn_all_over=True)
+        assert [r.encoding for r in regions] == [Encoding.H264]
+        for part in frame_parts(
+            frame_id=100 + step, captured_at_ns=0, width=W, height=H, regions=regions
+        ):
+            pipe.fb.apply(decode_inner(encode(part)))  # type: ignore[arg-type]
+    assert compares == 2  # only every 4th frame, the scroll probe
+    assert psnr(pipe.fb.pixels, pan(10)) > 30
+    for _ in range(6):  # still: refined from the pixels the frames without compare kept
+        pipe.step(pan(10))
+    assert pipe.exact(pan(10))
+
+
 def test_a_change_that_is_no_scroll_is_not_sent_as_a_copy() -> None:
     pipe = Pipe()
     for _ in range(4):
