@@ -49,10 +49,12 @@ console up to 0.1 s later, the consultant's own input wakes the capture at once.
 
 VIDEO_FPS = 30
 
-VIDEO_INTERVAL = 1 / VIDEO_FPS
-"""Seconds between H.264 frames at most: 30 fps is smooth motion, and the encoder
-is the costly part of a frame; tile frames (typing, scrolling, a pointer) may go
-out at the pacer's cap (60 a second)."""
+VIDEO_INTERVAL = 1 / 40
+"""Seconds between H.264 looks at least. Video is looked at only when something was
+drawn, so a 30 fps video gives ~30 frames; the slack over 1/30 s lets a look that
+came late (its drawing landed just after the slot) be followed by one on time instead
+of missing the next picture. The encoder is the costly part of a frame; tile frames
+(typing, scrolling, a pointer) may go out at the pacer's cap (60 a second)."""
 
 STILL_INTERVAL = 1 / 30
 """Seconds between looks at a quiet screen when the platform reports drawing (X

@@ -16,6 +16,10 @@ from protocol.messages import CursorShape
 _STANDARD_DPI = 96
 _GRAB_FAILED = "cannot read the screen"
 
+POINTER_REFRESH_LOOKS = 30
+"""With XInput 2 raw motion, the pointer's position is asked of the server only when
+it moved, or after this many looks without motion (an application's warp)."""
+
 PREMAPPED_LETTERS = {
     "ą": ("aogonek", "Aogonek"),
     "ć": ("cacute", "Cacute"),
@@ -89,6 +93,9 @@ class X11Capture:
             first_event = self._x.query_extension("DAMAGE").first_event
             self._damage_event = first_event + damage.DamageNotifyCode
         self._pointer_events = False
+        self._pointer: tuple[int, int] | None = None  # root position at the last answer
+        self._pointer_moved = True  # raw motion seen since then
+        self._pointer_age = 0  # answers given from `_pointer` since it was asked for
         if self._damage is not None and self._x.has_extension("XInputExtension"):
             from Xlib.ext import xinput
 
@@ -150,7 +157,7 @@ class X11Capture:
                         )
                     )
                 elif event.type == self._generic_event:
-                    pass  # XI2 raw motion: the wake-up was all it was for
+                    self._pointer_moved = True  # XI2 raw motion
                 else:  # the only other events selected: a new cursor shape
                     self._cursor_changed = True
         except self._x_errors as exc:
@@ -249,9 +256,27 @@ class X11Capture:
             reply = self._x.xfixes_get_cursor_image(self._root)
             self._cursor_serial = reply.cursor_serial
             shape = _cursor_shape(reply) if reply.cursor_serial != known_serial else None
+            self._pointer, self._pointer_moved, self._pointer_age = (reply.x, reply.y), False, 0
             return CursorInfo(x=reply.x, y=reply.y, serial=reply.cursor_serial, shape=shape)
+        if (
+            self._pointer_events
+            and not self._pointer_moved
+            and self._pointer is not None
+            and self._pointer_age < POINTER_REFRESH_LOOKS
+        ):
+            # no raw motion since the last answer: the pointer is where it was (a round
+            # trip and a reply to parse saved per frame); a warp by an application makes
+            # no raw motion, so the position is asked for anyway every so many looks
+            self._pointer_age += 1
+            x, y = self._pointer
+            return CursorInfo(x=x, y=y, serial=self._cursor_serial)
         # the same shape: the position alone is a much smaller reply to parse
         pointer = self._root.query_pointer()
+        self._pointer, self._pointer_moved, self._pointer_age = (
+            (pointer.root_x, pointer.root_y),
+            False,
+            0,
+        )
         return CursorInfo(x=pointer.root_x, y=pointer.root_y, serial=self._cursor_serial)
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from Xlib import display as xdisplay_module
 from Xlib.ext import xtest
 
 from agent.platform.base import LOOK_NOW, PlatformError
-from agent.platform.x11 import X11Capture, premap_letters
+from agent.platform.x11 import POINTER_REFRESH_LOOKS, X11Capture, premap_letters
 from tests.support.xdisplay import XDisplay
 
 
@@ -174,6 +174,37 @@ def test_a_drawing_read_with_the_cursor_is_not_waited_for_again(xdisplay: XDispl
         assert _eventually(capture.changed)
         window.destroy()
         x.sync()
+    finally:
+        x.close()
+        capture.close()
+
+
+def test_the_pointer_is_asked_for_when_it_moved_and_now_and_then_otherwise(
+    xdisplay: XDisplay,
+) -> None:
+    capture = X11Capture(xdisplay.name)
+    x = xdisplay_module.Display(xdisplay.name)
+    try:
+        first = capture.cursor(known_serial=None)
+        xtest.fake_input(x, X.MotionNotify, x=321, y=234)  # as a mouse (or the consultant)
+        x.sync()
+        moved = None
+        for _ in range(100):  # the raw motion reaches the capture's connection (bounded)
+            info = capture.cursor(known_serial=first.serial)
+            if (info.x, info.y) == (321, 234):
+                moved = info
+                break
+            time.sleep(0.01)
+        assert moved is not None
+        x.screen().root.warp_pointer(100, 90)  # an application's warp: no raw motion
+        x.sync()
+        seen = [
+            (i.x, i.y)
+            for i in (
+                capture.cursor(known_serial=first.serial) for _ in range(POINTER_REFRESH_LOOKS + 1)
+            )
+        ]
+        assert seen[-1] == (100, 90)  # asked for again within POINTER_REFRESH_LOOKS looks
     finally:
         x.close()
         capture.close()
