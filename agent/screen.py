@@ -21,7 +21,6 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -252,16 +251,17 @@ class TileDiff:
     def changed_tiles(
         self,
         pixels: npt.NDArray[np.uint32],
-        may_move: Callable[[Move], bool] | None = None,
+        find_moves: bool = False,
         *,
         sample: bool = True,
     ) -> npt.NDArray[np.bool_]:
         """Tile rows × tile columns, True where a tile changed; remember `pixels`.
 
         `sample`: on a quiet screen, compare sampled rows first (see QUIET_STRIDE).
-        With `may_move`, a large change is searched for a scroll (`find_scroll`);
-        one that `may_move` accepts is kept in `last_move`, and the tiles returned
-        are those still changed once it is applied (the newly exposed lines).
+        With `find_moves`, a large change is searched for a scroll (`find_scroll`);
+        one found is kept in `last_move` (lossy pixels it carries stay marked lossy
+        by the caller), and the tiles returned are those still changed once it is
+        applied (the newly exposed lines).
 
         Raises:
             ValueError: `pixels` is not height×width.
@@ -283,9 +283,9 @@ class TileDiff:
                 return self._none
         np.not_equal(pixels, self._previous, out=self._changed)
         tiles = self._tiles(self._changed)
-        if may_move is not None and int(tiles.sum()) >= SCROLL_MIN_TILES:
+        if find_moves and int(tiles.sum()) >= SCROLL_MIN_TILES:
             move = find_scroll(self._previous, pixels, tiles, self.tile)
-            if move is not None and may_move(move):
+            if move is not None:
                 # once the console applied the move, its target block equals the new
                 # pixels (checked exactly); everything else it shows is the old picture
                 m = move
@@ -710,13 +710,13 @@ class StreamEncoder:
         # scrolled right after motion (or on a slow link, where motion goes video at
         # once) comes back to exact moves instead of staying video
         self._probe = (self._probe + 1) % SCROLL_PROBE_EVERY if self._lossy.all() else 0
-        movable = _any_move if self._probe == 0 else None
+        find_moves = self._probe == 0
         # rows are sampled on a quiet screen only when nothing reports drawing: with
         # X DAMAGE a grab means something was drawn, however thin (a 1-px underline)
-        if drawn_all_over and self.in_video and movable is None and not self.diff.full:
+        if drawn_all_over and self.in_video and not find_moves and not self.diff.full:
             changed = self.diff.replace(pixels)  # motion goes on: no compare, no scroll probe
         else:
-            changed = self.diff.changed_tiles(pixels, movable, sample=not self.damage_known)
+            changed = self.diff.changed_tiles(pixels, find_moves, sample=not self.damage_known)
         return self._encode(bgra, changed, self.diff.last_move, video=True)
 
     def _encode(
@@ -848,11 +848,6 @@ class StreamEncoder:
             rows = slice(r.y // t, -(-(r.y + r.height) // t))
             cols = slice(r.x // t, -(-(r.x + r.width) // t))
             self._lossy[rows, cols] = r.encoding is Encoding.JPEG
-
-
-def _any_move(move: Move) -> bool:
-    """Every scroll found is sent as a move: lossy pixels it carries stay marked lossy."""
-    return True
 
 
 def frame_parts(

@@ -144,18 +144,7 @@ class X11Capture:
                 if self._damage is not None and event.type == self._damage_event:
                     self._damaged = True
                     a = event.area
-                    box = (a.x, a.y, a.x + a.width, a.y + a.height)
-                    old = self._box
-                    self._box = (
-                        box
-                        if old is None
-                        else (
-                            min(old[0], box[0]),
-                            min(old[1], box[1]),
-                            max(old[2], box[2]),
-                            max(old[3], box[3]),
-                        )
-                    )
+                    self._box = _union(self._box, (a.x, a.y, a.x + a.width, a.y + a.height))
                 elif event.type == self._generic_event:
                     self._pointer_moved = True  # XI2 raw motion
                 else:  # the only other events selected: a new cursor shape
@@ -191,15 +180,7 @@ class X11Capture:
         # ones after it too (they are drawn before the grab), and they stay pending,
         # since the server now holds damage that the next look must clear again
         self._drain()
-        late = self._box
-        if late is not None and box is not None:
-            box = (
-                min(box[0], late[0]),
-                min(box[1], late[1]),
-                max(box[2], late[2]),
-                max(box[3], late[3]),
-            )
-        self._area = None if whole or box is None else box
+        self._area = None if whole or box is None else _union(box, self._box)
         return True
 
     def damaged_area(self) -> tuple[int, int, int, int] | None:
@@ -285,6 +266,16 @@ class X11Capture:
         self._closed = True
         self._mss.close()
         self._x.close()
+
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+def _union(a: Box | None, b: Box | None) -> Box | None:
+    """The smallest box holding both (None: no box)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
 def _cursor_shape(reply: Any) -> CursorShape | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -37,177 +37,153 @@ def test_capture_lists_monitors_grabs_bgra_and_reads_the_cursor(xdisplay: XDispl
         capture.close()
 
 
-def test_capture_reports_drawing_through_damage_and_misses_none(xdisplay: XDisplay) -> None:
-    capture = X11Capture(xdisplay.name)
-    x = xdisplay_module.Display(xdisplay.name)
-    try:
-        screen = capture.monitors()[1]
-        assert capture.changed() is True  # nothing grabbed yet
+def test_capture_reports_drawing_through_damage_and_misses_none(
+    capture: X11Capture, x: Any
+) -> None:
+    screen = capture.monitors()[1]
+    assert capture.changed() is True  # nothing grabbed yet
+    capture.grab(screen)
+    # settle: whatever else is drawing on the shared display (bounded)
+    for _ in range(50):
+        if capture.changed() is False:
+            break
         capture.grab(screen)
-        # settle: whatever else is drawing on the shared display (bounded)
-        for _ in range(50):
-            if capture.changed() is False:
-                break
-            capture.grab(screen)
-        assert capture.changed() is False
-        window = _square(x, 10, 64, x.screen().white_pixel)
-        assert _eventually(capture.changed)  # a window appeared: drawing was reported
-        # ... with where: around the window, not the whole screen (other windows of the
-        # shared display may blink meanwhile: their boxes are added, bounded)
-        boxes = [capture.damaged_area()]
-        for _ in range(50):
-            if _covers(boxes, (10, 10, 74, 74)):
-                break
-            time.sleep(0.01)
-            if capture.changed():
-                boxes.append(capture.damaged_area())
-        assert _covers(boxes, (10, 10, 74, 74)), boxes
-        assert all(b is not None and b[2] * b[3] < screen.width * screen.height for b in boxes)
-        before = capture.grab(screen)
-        window.change_attributes(background_pixel=x.screen().black_pixel)
-        window.clear_area()
-        x.sync()
-        # the drawing after `changed()` answered is in the next answer, and the grab differs
-        assert _eventually(capture.changed)
-        assert capture.grab(screen) != before
-        block = capture.grab_area(screen, (10, 10, 64, 64))  # the window alone: black
-        assert len(block) == 64 * 64 * 4
-        assert set(bytes(block)[0::4]) == {0} and set(bytes(block)[2::4]) == {0}
-        window.destroy()
-        x.sync()
-    finally:
-        x.close()
-        capture.close()
+    assert capture.changed() is False
+    window = _square(x, 10, 64, x.screen().white_pixel)
+    assert _eventually(capture.changed)  # a window appeared: drawing was reported
+    # ... with where: around the window, not the whole screen (other windows of the
+    # shared display may blink meanwhile: their boxes are added, bounded)
+    boxes = [capture.damaged_area()]
+    for _ in range(50):
+        if _covers(boxes, (10, 10, 74, 74)):
+            break
+        time.sleep(0.01)
+        if capture.changed():
+            boxes.append(capture.damaged_area())
+    assert _covers(boxes, (10, 10, 74, 74)), boxes
+    assert all(b is not None and b[2] * b[3] < screen.width * screen.height for b in boxes)
+    before = capture.grab(screen)
+    window.change_attributes(background_pixel=x.screen().black_pixel)
+    window.clear_area()
+    x.sync()
+    # the drawing after `changed()` answered is in the next answer, and the grab differs
+    assert _eventually(capture.changed)
+    assert capture.grab(screen) != before
+    block = capture.grab_area(screen, (10, 10, 64, 64))  # the window alone: black
+    assert len(block) == 64 * 64 * 4
+    assert set(bytes(block)[0::4]) == {0} and set(bytes(block)[2::4]) == {0}
+    window.destroy()
+    x.sync()
 
 
-def test_a_new_cursor_shape_is_fetched_once_then_only_the_position(xdisplay: XDisplay) -> None:
+def test_a_new_cursor_shape_is_fetched_once_then_only_the_position(
+    capture: X11Capture, x: Any
+) -> None:
     from Xlib import Xcursorfont
 
-    capture = X11Capture(xdisplay.name)
-    x = xdisplay_module.Display(xdisplay.name)
-    try:
-        first = capture.cursor(known_serial=None)
-        assert first.shape is not None
-        assert capture.cursor(known_serial=first.serial).shape is None
-        font = x.open_font("cursor")
-        shape = font.create_glyph_cursor(
-            font, Xcursorfont.watch, Xcursorfont.watch + 1, (0, 0, 0), (65535, 65535, 65535)
-        )
-        # a window of our own, on top, with the pointer in it, shows our cursor
-        root = x.screen().root
-        window = root.create_window(
-            0, 0, 100, 100, 0, x.screen().root_depth, override_redirect=True, cursor=shape
-        )
-        window.map()
-        window.raise_window()
-        root.warp_pointer(50, 50)
+    first = capture.cursor(known_serial=None)
+    assert first.shape is not None
+    assert capture.cursor(known_serial=first.serial).shape is None
+    font = x.open_font("cursor")
+    shape = font.create_glyph_cursor(
+        font, Xcursorfont.watch, Xcursorfont.watch + 1, (0, 0, 0), (65535, 65535, 65535)
+    )
+    # a window of our own, on top, with the pointer in it, shows our cursor
+    root = x.screen().root
+    window = root.create_window(
+        0, 0, 100, 100, 0, x.screen().root_depth, override_redirect=True, cursor=shape
+    )
+    window.map()
+    window.raise_window()
+    root.warp_pointer(50, 50)
+    x.sync()
+    changed = None
+    for _ in range(100):  # the DisplayCursorNotify arrives on the capture's connection
+        info = capture.cursor(known_serial=first.serial)
+        if info.shape is not None:
+            changed = info
+            break
         x.sync()
-        changed = None
-        for _ in range(100):  # the DisplayCursorNotify arrives on the capture's connection
-            info = capture.cursor(known_serial=first.serial)
-            if info.shape is not None:
-                changed = info
-                break
-            x.sync()
-        assert changed is not None and changed.serial != first.serial
-        assert capture.cursor(known_serial=changed.serial).shape is None
-        window.destroy()
-        x.sync()
-    finally:
-        x.close()
-        capture.close()
+    assert changed is not None and changed.serial != first.serial
+    assert capture.cursor(known_serial=changed.serial).shape is None
+    window.destroy()
+    x.sync()
 
 
 def test_a_still_screen_is_waited_on_and_wakes_on_a_drawing_or_the_pointer(
-    xdisplay: XDisplay,
+    capture: X11Capture, x: Any
 ) -> None:
-    capture = X11Capture(xdisplay.name)
-    x = xdisplay_module.Display(xdisplay.name)
-    try:
-        screen = capture.monitors()[1]
-        capture.changed()
-        capture.grab(screen)
-        for what in ("pointer", "drawing"):
-            for _ in range(50):  # drain what is queued already (bounded)
-                capture.changed()
-                capture.cursor(known_serial=None)
-                if capture.wake_fd() not in (None, LOOK_NOW):
-                    break
-            fd = capture.wake_fd()
-            assert fd is not None and fd != LOOK_NOW  # DAMAGE and XInput 2: wait, not poll
-            if what == "pointer":  # as a mouse moves it (XTest is a device; a warp is not)
-                xtest.fake_input(x, X.MotionNotify, x=217, y=150)
-            else:
-                window = _square(x, 300, 40, x.screen().white_pixel)
-            x.sync()
-            readable, _, _ = select.select([fd], [], [], 2.0)
-            assert readable, f"no wake-up for the {what}"
-            if what == "drawing":
-                assert _eventually(capture.changed)
-                window.destroy()
-                x.sync()
-    finally:
-        x.close()
-        capture.close()
-
-
-def test_a_drawing_read_with_the_cursor_is_not_waited_for_again(xdisplay: XDisplay) -> None:
-    capture = X11Capture(xdisplay.name)
-    x = xdisplay_module.Display(xdisplay.name)
-    try:
-        screen = capture.monitors()[1]
-        capture.changed()
-        capture.grab(screen)
-        window = _square(x, 400, 30, x.screen().black_pixel)
-        # the DamageNotify is read while the cursor is asked for (as the runner does
-        # after a grab): it must not then wait on a descriptor that stays silent
-        fd: int | None = None
-        for _ in range(100):
+    screen = capture.monitors()[1]
+    capture.changed()
+    capture.grab(screen)
+    for what in ("pointer", "drawing"):
+        for _ in range(50):  # drain what is queued already (bounded)
+            capture.changed()
             capture.cursor(known_serial=None)
-            fd = capture.wake_fd()
-            if fd == LOOK_NOW:
+            if capture.wake_fd() not in (None, LOOK_NOW):
                 break
-            assert fd is not None
-            if select.select([fd], [], [], 0.01)[0]:
-                break
-        assert fd == LOOK_NOW or (fd is not None and select.select([fd], [], [], 0)[0])
-        assert _eventually(capture.changed)
-        window.destroy()
+        fd = capture.wake_fd()
+        assert fd is not None and fd != LOOK_NOW  # DAMAGE and XInput 2: wait, not poll
+        if what == "pointer":  # as a mouse moves it (XTest is a device; a warp is not)
+            xtest.fake_input(x, X.MotionNotify, x=217, y=150)
+        else:
+            window = _square(x, 300, 40, x.screen().white_pixel)
         x.sync()
-    finally:
-        x.close()
-        capture.close()
+        readable, _, _ = select.select([fd], [], [], 2.0)
+        assert readable, f"no wake-up for the {what}"
+        if what == "drawing":
+            assert _eventually(capture.changed)
+            window.destroy()
+            x.sync()
+
+
+def test_a_drawing_read_with_the_cursor_is_not_waited_for_again(
+    capture: X11Capture, x: Any
+) -> None:
+    screen = capture.monitors()[1]
+    capture.changed()
+    capture.grab(screen)
+    window = _square(x, 400, 30, x.screen().black_pixel)
+    # the DamageNotify is read while the cursor is asked for (as the runner does
+    # after a grab): it must not then wait on a descriptor that stays silent
+    fd: int | None = None
+    for _ in range(100):
+        capture.cursor(known_serial=None)
+        fd = capture.wake_fd()
+        if fd == LOOK_NOW:
+            break
+        assert fd is not None
+        if select.select([fd], [], [], 0.01)[0]:
+            break
+    assert fd == LOOK_NOW or (fd is not None and select.select([fd], [], [], 0)[0])
+    assert _eventually(capture.changed)
+    window.destroy()
+    x.sync()
 
 
 def test_the_pointer_is_asked_for_when_it_moved_and_now_and_then_otherwise(
-    xdisplay: XDisplay,
+    capture: X11Capture, x: Any
 ) -> None:
-    capture = X11Capture(xdisplay.name)
-    x = xdisplay_module.Display(xdisplay.name)
-    try:
-        first = capture.cursor(known_serial=None)
-        xtest.fake_input(x, X.MotionNotify, x=321, y=234)  # as a mouse (or the consultant)
-        x.sync()
-        moved = None
-        for _ in range(100):  # the raw motion reaches the capture's connection (bounded)
-            info = capture.cursor(known_serial=first.serial)
-            if (info.x, info.y) == (321, 234):
-                moved = info
-                break
-            time.sleep(0.01)
-        assert moved is not None
-        x.screen().root.warp_pointer(100, 90)  # an application's warp: no raw motion
-        x.sync()
-        seen = [
-            (i.x, i.y)
-            for i in (
-                capture.cursor(known_serial=first.serial) for _ in range(POINTER_REFRESH_LOOKS + 1)
-            )
-        ]
-        assert seen[-1] == (100, 90)  # asked for again within POINTER_REFRESH_LOOKS looks
-    finally:
-        x.close()
-        capture.close()
+    first = capture.cursor(known_serial=None)
+    xtest.fake_input(x, X.MotionNotify, x=321, y=234)  # as a mouse (or the consultant)
+    x.sync()
+    moved = None
+    for _ in range(100):  # the raw motion reaches the capture's connection (bounded)
+        info = capture.cursor(known_serial=first.serial)
+        if (info.x, info.y) == (321, 234):
+            moved = info
+            break
+        time.sleep(0.01)
+    assert moved is not None
+    x.screen().root.warp_pointer(100, 90)  # an application's warp: no raw motion
+    x.sync()
+    seen = [
+        (i.x, i.y)
+        for i in (
+            capture.cursor(known_serial=first.serial) for _ in range(POINTER_REFRESH_LOOKS + 1)
+        )
+    ]
+    assert seen[-1] == (100, 90)  # asked for again within POINTER_REFRESH_LOOKS looks
 
 
 def _square(x: Any, at: int, size: int, pixel: int) -> Any:
@@ -242,6 +218,22 @@ def _eventually(check: Callable[[], object], tries: int = 100) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+@pytest.fixture
+def capture(xdisplay: XDisplay) -> Iterator[X11Capture]:
+    """The capture under test, closed afterwards."""
+    capture = X11Capture(xdisplay.name)
+    yield capture
+    capture.close()
+
+
+@pytest.fixture
+def x(xdisplay: XDisplay) -> Iterator[Any]:
+    """A second X connection, the "other applications" that draw and move the pointer."""
+    x = xdisplay_module.Display(xdisplay.name)
+    yield x
+    x.close()
 
 
 def test_capture_without_a_display_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
