@@ -137,7 +137,10 @@ async def test_relay_sees_only_sealed_bytes_never_screen_or_keystrokes(
 
     everything = b"".join(w.data for w in hostile.wire)
     for needle in (
-        b"\xff\xd8\xff",  # JPEG start of image
+        # JPEG start of image with its JFIF header: the three-byte marker alone is found in
+        # random ciphertext once per 16 MB (about 1 run in 100 here; CI met one)
+        b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
+        *(p[:16] for p in pictures if p.startswith(b"\xff\xd8\xff")),
         b"\x89PNG\r\n\x1a\n",
         SECRET_TEXT.encode()[:24],
         encode(TypeText(text=SECRET_TEXT))[:24],
