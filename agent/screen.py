@@ -53,7 +53,7 @@ VIDEO_INTERVAL = 1 / 40
 drawn, so a 30 fps video gives ~30 frames; the slack over 1/30 s lets a look that
 came late (its drawing landed just after the slot) be followed by one on time instead
 of missing the next picture. The encoder is the costly part of a frame; tile frames
-(typing, scrolling, a pointer) may go out at the pacer's cap (60 a second)."""
+(typing, scrolling, a pointer) may go out at the pacer's cap (75 a second)."""
 
 STILL_INTERVAL = 1 / 30
 """Seconds between looks at a quiet screen when the platform reports drawing (X
@@ -417,7 +417,7 @@ sent lossless at once: ~50 KiB of BGRA at most, zlib'd in well under a
 millisecond, and text is exact the moment it appears."""
 
 REFINE_AFTER_CAPTURES = 4
-"""A JPEG tile unchanged for this many captures (~66 ms at the 60 fps cap) is sent
+"""A JPEG tile unchanged for this many captures (~53-66 ms at 60-75 looks/s) is sent
 again lossless: moving content stays cheap (a 25 fps video's frames are 40 ms
 apart), still content becomes exact."""
 

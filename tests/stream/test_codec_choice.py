@@ -348,7 +348,7 @@ def test_video_at_25_fps_with_empty_looks_between_its_frames_stays_video() -> No
     pipe.stream.video = video_encoder_for(W, H)
     assert pipe.stream.video is not None
     kinds = []
-    for step in range(10):  # at the 60/s cap, a look that saw nothing between frames
+    for step in range(10):  # at the pacer's cap, a look that saw nothing between frames
         kinds.append({r.encoding for r in pipe.step(pan(step))})
         pipe.stream.unchanged()
     assert kinds[2:] == [{Encoding.H264}] * 8
