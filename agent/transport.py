@@ -30,8 +30,9 @@ OPEN_TIMEOUT = 10.0
 
 KEEPALIVE_INTERVAL = 10.0
 KEEPALIVE_TIMEOUT = 10.0
-"""A WebSocket ping every 10 s, answered within 10 s: a dead link (cable pulled, VPN
-gone) is noticed within ~20 s and ends the session (there is no resume)."""
+"""A WebSocket ping every 10 s, answered within 10 s: a link that died silently (cable
+pulled, VPN gone, no RST) is noticed within ~20 s; the runner then reconnects and resumes
+within the grace period, or ends the session once it has passed (`agent.runner`)."""
 
 
 def ssl_context(config: AgentConfig) -> ssl.SSLContext | None:
