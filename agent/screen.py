@@ -194,6 +194,7 @@ class TileDiff:
             raise ValueError("the previous-pixels buffer must be height×width uint32")
         self._previous = previous
         self._changed = np.zeros((height, width), dtype=np.bool_)
+        self._mask_fresh = False  # `_changed` holds the last call's pixel differences
         self._row_starts = np.arange(0, height, tile)
         self._col_starts = np.arange(0, width, tile)
         self._full = True
@@ -237,6 +238,7 @@ class TileDiff:
         self._full = False
         self._quiet = 0
         self.last_move = None
+        self._mask_fresh = False
         return np.ones(self.grid, np.bool_)
 
     def changed(self, pixels: npt.NDArray[np.uint32]) -> list[Rect]:
@@ -269,6 +271,7 @@ class TileDiff:
         self.last_move = None
         if pixels.shape != (self.height, self.width):
             raise ValueError(f"expected {self.height}x{self.width} pixels, got {pixels.shape}")
+        self._mask_fresh = False
         if self._full:
             self._full = False
             np.copyto(self._previous, pixels)
@@ -282,6 +285,7 @@ class TileDiff:
             if np.array_equal(pixels[phase::QUIET_STRIDE], self._previous[phase::QUIET_STRIDE]):
                 return self._none
         np.not_equal(pixels, self._previous, out=self._changed)
+        self._mask_fresh = True
         tiles = self._tiles(self._changed)
         if find_moves and int(tiles.sum()) >= SCROLL_MIN_TILES:
             move = find_scroll(self._previous, pixels, tiles, self.tile)
@@ -342,6 +346,7 @@ class TileDiff:
         cols = slice(area.x, area.x + area.width)
         block = self._changed[rows, cols]
         np.not_equal(pixels, self._previous[rows, cols], out=block)
+        self._mask_fresh = True  # within `area`: the only tiles this call reports
         tiles = np.zeros(self.grid, np.bool_)
         found = self._tiles(block)
         top, left = area.y // t, area.x // t
@@ -352,6 +357,23 @@ class TileDiff:
         else:
             self._quiet += 1
         return tiles
+
+    def changed_box(self, rect: Rect) -> Rect:
+        """The smallest rectangle within `rect` (changed tiles of the last call)
+        holding every pixel that changed; `rect` itself when that is not known."""
+        if not self._mask_fresh:
+            return rect
+        block = self._changed[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width]
+        rows = np.flatnonzero(block.any(axis=1))
+        if rows.size == 0:
+            return rect
+        cols = np.flatnonzero(block[rows[0] : rows[-1] + 1].any(axis=0))
+        return Rect(
+            rect.x + int(cols[0]),
+            rect.y + int(rows[0]),
+            int(cols[-1] - cols[0]) + 1,
+            int(rows[-1] - rows[0]) + 1,
+        )
 
     def runs(self, tiles: npt.NDArray[np.bool_]) -> list[Rect]:
         """The True tiles of a tile mask as runs of tiles, row by row."""
@@ -769,10 +791,25 @@ class StreamEncoder:
             # after a move, what is left is the newly exposed lines: lossless, so a
             # scrolled page stays exact and the next scroll can move it again
             lossless = count <= self.lossless_tiles or move is not None
-            sent = self.encoder.encode(bgra, self.diff.runs(changed), lossless=lossless)
+            runs = self.diff.runs(changed)
+            if lossless:
+                runs = [self._tight(run) for run in runs]
+            sent = self.encoder.encode(bgra, runs, lossless=lossless)
             self._mark(sent)
             regions += sent
         return regions + self._refine(bgra)
+
+    def _tight(self, run: Rect) -> Rect:
+        """A lossless run cut down to the pixels that changed in it (a typed letter is
+        ~10×18 px of its 64×64 tile: a fifth of the bytes or less), when the console
+        shows the rest of its tiles exactly already; else the whole run, so that
+        sending it makes those tiles exact."""
+        t = self.diff.tile
+        rows = slice(run.y // t, -(-(run.y + run.height) // t))
+        cols = slice(run.x // t, -(-(run.x + run.width) // t))
+        if self._lossy[rows, cols].any():
+            return run
+        return self.diff.changed_box(run)
 
     def _carry_lossy(self, move: Move) -> None:
         """The console's lossy pixels move with the copy: a target tile row is lossy

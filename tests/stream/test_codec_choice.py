@@ -84,9 +84,25 @@ def test_a_small_change_is_sent_lossless_and_is_exact_at_once() -> None:
     for _ in range(4):
         pipe.step(screen)
     assert pipe.exact(screen)
-    screen[100:118, 200:209, :3] = (255, 255, 255)  # a typed character
+    glyph = np.random.default_rng(3).random((18, 9)) < 0.4  # a typed character
+    screen[100:118, 200:209][glyph, :3] = (255, 255, 255)
     regions = pipe.step(screen)
     assert [r.encoding for r in regions] == [Encoding.ZLIB_BGRA]
+    # only the letter's own box, not its 64×64 tile
+    changed = np.argwhere(glyph)  # the page has no white pixels: all of them changed
+    top, left = changed.min(axis=0)
+    bottom, right = changed.max(axis=0)
+    r = regions[0]
+    assert (r.x, r.y, r.width, r.height) == (
+        200 + left,
+        100 + top,
+        right - left + 1,
+        bottom - top + 1,
+    )
+    assert pipe.exact(screen)
+    screen[100:118, 200:209, :3] = (255, 255, 255)  # a block of one colour: SOLID
+    regions = pipe.step(screen)
+    assert [r.encoding for r in regions] == [Encoding.SOLID]
     assert pipe.exact(screen)
 
 
@@ -305,6 +321,44 @@ def test_a_scroll_over_a_picture_not_yet_exact_carries_its_lossy_parts_to_refine
     assert pipe.exact(screen)
 
 
+def test_a_letter_typed_over_a_tile_still_lossy_resends_the_whole_tile() -> None:
+    pipe = Pipe()
+    pipe.step(text_screen())  # all new: JPEG, every tile lossy until refined
+    lossy = pipe.stream.pending_refinement
+    assert lossy > 0
+    screen = text_screen()
+    glyph = np.random.default_rng(4).random((18, 9)) < 0.4
+    screen[100:118, 200:209][glyph, :3] = (255, 255, 255)
+    regions = pipe.step(screen)
+    # the tile around the letter goes whole and lossless: it is exact now, not only the letter
+    assert [(r.x, r.y, r.width, r.height, r.encoding) for r in regions] == [
+        (192, 64, 64, 64, Encoding.ZLIB_BGRA)
+    ]
+    assert pipe.stream.pending_refinement == lossy - 1
+    assert np.array_equal(pipe.fb.pixels[64:128, 192:256, :3], screen[64:128, 192:256, :3])
+
+
+def test_a_whole_new_picture_is_sent_whole_even_when_it_is_small() -> None:
+    """A first picture (or one after a reset) has no pixel differences to cut runs
+    down to: a screen of a few tiles goes lossless, tile for tile, even right after
+    a frame that was cut down to one changed pixel."""
+    stream = StreamEncoder(128, 128, FrameEncoder())
+    screen = np.ascontiguousarray(text_screen()[:128, :128])
+    for frame_id in (1, 3):
+        fb = FrameBuffer()
+        regions = stream.regions(screen)
+        assert {(r.width, r.height) for r in regions} == {(128, 64)}, regions  # two runs
+        screen[5, 5, :3] = (frame_id, 0, 0)  # one pixel: the next frame is that pixel only
+        regions += stream.regions(screen)
+        assert (regions[-1].x, regions[-1].y, regions[-1].width) == (5, 5, 1)
+        for part in frame_parts(
+            frame_id=frame_id, captured_at_ns=0, width=128, height=128, regions=regions
+        ):
+            fb.apply(decode_inner(encode(part)))  # type: ignore[arg-type]
+        assert np.array_equal(fb.pixels[:, :, :3], screen[:, :, :3])
+        stream.reset()  # a new viewer: its framebuffer is empty
+
+
 def test_a_change_known_to_be_in_a_small_area_is_compared_and_sent_there_only() -> None:
     pipe, screen = Pipe(), text_screen()
     for _ in range(4):
@@ -314,8 +368,9 @@ def test_a_change_known_to_be_in_a_small_area_is_compared_and_sent_there_only() 
     typed[70:80, 130:140, :3] = 0x55  # a "letter" inside tile (row 1, col 2)
     area = Rect(128, 64, 128, 64)  # the damaged box, widened to the tile grid
     regions = pipe.stream.regions_in(area, np.ascontiguousarray(typed[64:128, 128:256]))
-    assert [(r.x, r.y, r.width, r.height) for r in regions] == [(128, 64, 64, 64)]
-    assert regions[0].encoding is Encoding.ZLIB_BGRA
+    # the letter's own pixels, in tile (row 1, col 2), not the rest of the area
+    assert [(r.x, r.y, r.width, r.height) for r in regions] == [(130, 70, 10, 10)]
+    assert regions[0].encoding is Encoding.SOLID
     for part in frame_parts(frame_id=50, captured_at_ns=0, width=W, height=H, regions=regions):
         pipe.fb.apply(decode_inner(encode(part)))  # type: ignore[arg-type]
     assert pipe.exact(typed)
