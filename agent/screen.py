@@ -33,13 +33,15 @@ from protocol.limits import MAX_MESSAGE_SIZE, MAX_REGIONS_PER_FRAME
 from protocol.messages import Encoding, Frame, Region
 
 TILE = 64
-"""Tile side: 510 tiles at 1080p; small enough that a blinking caret sends ~4 KiB."""
+"""Tile side: 510 tiles at 1080p; the unit of compare, lossy marks and refinement (a
+small lossless change is sent as its changed pixels' box, not its tiles)."""
 
 DEFAULT_JPEG_QUALITY = 70
 """q70: text stays readable at ~4 ms a 1080p frame (PLATFORM.md)."""
 
 QUIET_AFTER_CAPTURES = 30
-"""After ~1 s without a change the diff samples rows first (`QUIET_STRIDE`)."""
+"""After this many looks without a change (0.4 s at 75 a second) the diff samples rows
+first (`QUIET_STRIDE`)."""
 
 QUIET_INTERVAL = 0.1
 """Seconds between captures of a quiet screen (10 a second instead of 30): idle CPU
@@ -194,7 +196,9 @@ class TileDiff:
             raise ValueError("the previous-pixels buffer must be height×width uint32")
         self._previous = previous
         self._changed = np.zeros((height, width), dtype=np.bool_)
-        self._mask_fresh = False  # `_changed` holds the last call's pixel differences
+        # `_changed` holds the last call's differences from what the console will show
+        # (a scroll's moved block cleared)
+        self._mask_fresh = False
         self._row_starts = np.arange(0, height, tile)
         self._col_starts = np.arange(0, width, tile)
         self._full = True
@@ -797,7 +801,10 @@ class StreamEncoder:
             sent = self.encoder.encode(bgra, runs, lossless=lossless)
             self._mark(sent)
             regions += sent
-        return regions + self._refine(bgra)
+        # refined from the pixels the compare knows, not from the capture: on a quiet
+        # screen a look samples rows, and a change in a row it skipped must not reach
+        # the console as a refinement the compare never saw (a 1-px blink would stay)
+        return regions + self._refine(self.diff.previous)
 
     def _tight(self, run: Rect) -> Rect:
         """A lossless run cut down to the pixels that changed in it (a typed letter is
