@@ -327,11 +327,20 @@ class ZgodaViewer(Viewer):
     def measuring(self, on: bool) -> None:
         flag = self.samples / "measuring"
         if on:
+            for sample in self.samples.glob("*.raw"):  # a sample left from before
+                sample.unlink(missing_ok=True)
             flag.touch()
         else:
             flag.unlink(missing_ok=True)
-            for sample in self.samples.glob("*.raw"):
-                sample.unlink(missing_ok=True)
+
+    async def checked(self, timeout: float = 3.0) -> None:
+        """Wait until the PSNR checks queued so far are done (at most `timeout` s),
+        then drop the samples nobody will compare."""
+        deadline = time.monotonic() + timeout
+        while self._checks.unfinished_tasks and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for sample in self.samples.glob("*.raw"):
+            sample.unlink(missing_ok=True)
 
     async def open(
         self, tmp: Path, env: dict[str, str], link: tuple[float, float] | None = None
@@ -398,19 +407,30 @@ class ZgodaViewer(Viewer):
         once the agent's writer has put it on disk (skipped if it never comes)."""
         while True:
             item = self._checks.get()
-            if item is None:
-                return
-            frame_id, shown = item
-            sample = self.samples / f"{frame_id}.raw"
-            deadline = time.monotonic() + SAMPLE_WAIT_SECONDS
-            while not sample.exists() and time.monotonic() < deadline:
-                time.sleep(0.005)
-            with contextlib.suppress(FileNotFoundError):
-                data = sample.read_bytes()
-                sample.unlink(missing_ok=True)
-                if len(data) == HEIGHT * WIDTH * 4:
-                    capture = np.frombuffer(data, np.uint8).reshape(HEIGHT, WIDTH, 4)
-                    self.frame_psnr.append(psnr(shown, capture))
+            try:
+                if item is None:
+                    return
+                self._check(*item)
+            finally:
+                self._checks.task_done()
+
+    def _check(self, frame_id: int, shown: Pixels) -> None:
+        sample = self.samples / f"{frame_id}.raw"
+        deadline = time.monotonic() + SAMPLE_WAIT_SECONDS
+        while not sample.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with contextlib.suppress(FileNotFoundError):
+            data = sample.read_bytes()
+            sample.unlink(missing_ok=True)
+            if len(data) == HEIGHT * WIDTH * 4:
+                capture = np.frombuffer(data, np.uint8).reshape(HEIGHT, WIDTH, 4)
+                self.frame_psnr.append(psnr(shown, capture))
+        # samples of earlier frames the console skipped (its queue was full) go too,
+        # or they would fill the agent's MAX_PENDING and stop its sampling
+        for older in self.samples.glob("*.raw"):
+            with contextlib.suppress(ValueError):
+                if int(older.stem) < frame_id:
+                    older.unlink(missing_ok=True)
 
     def counters(self) -> tuple[int, int]:
         return self.session.stats.frames, self.session.stats.bytes
@@ -562,6 +582,7 @@ async def measure(
         elapsed = time.monotonic() - t0
         if isinstance(viewer, ZgodaViewer):
             viewer.measuring = False
+            await viewer.checked()  # the PSNR checks still queued, bounded
         still_ns = load.still(10)
         result = Result(
             system=viewer.name,

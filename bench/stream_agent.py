@@ -66,13 +66,19 @@ class Sampler:
             if len(list(self.directory.glob("*.raw"))) < MAX_PENDING:
                 partial = self.directory / f"{frame_id}.part"
                 partial.write_bytes(pixels.data)
-                partial.rename(self.directory / f"{frame_id}.raw")
+                if (self.directory / "measuring").exists():
+                    partial.rename(self.directory / f"{frame_id}.raw")
+                else:  # the window closed while it was written: nobody will compare it
+                    partial.unlink(missing_ok=True)
             self._writer_cpu = time.thread_time()  # this thread's own, since it started
             self._report()
 
     def _report(self) -> None:
+        # whole or not at all: the benchmark may read it at any moment
         with self._lock:
-            (self.directory / "hook-cpu").write_text(f"{self._hook_cpu + self._writer_cpu:.6f}")
+            partial = self.directory / "hook-cpu.part"
+            partial.write_text(f"{self._hook_cpu + self._writer_cpu:.6f}")
+            partial.replace(self.directory / "hook-cpu")
 
 
 def main(argv: list[str] | None = None) -> int:
