@@ -26,8 +26,8 @@ above 60 because an application's drawings come at 60/s on average, not on the
 dot: with 16.7 ms between looks, one drawn 3 ms early merged into the next frame
 (a 60/s scroll: 55 frames/s at a cap of 60, 59 at 75, same CPU). With X DAMAGE,
 looks happen only when something was drawn, so the cap costs nothing on a slower
-screen; where the agent must grab and compare (Windows), it looks up to 75 times a
-second until the screen has been still for `agent.screen.QUIET_AFTER_CAPTURES` looks.
+screen; where the agent must grab and compare to know (Windows), looks stay at 60 a
+second at most (`agent.runner.POLLED_INTERVAL`).
 Full-screen motion goes out as H.264 at most at `agent.screen.VIDEO_INTERVAL`."""
 
 

@@ -897,7 +897,7 @@ class SessionRunner:
                 await self._ack_event.wait()
             # H.264 frames at most at the video rate (the encoder is the costly part);
             # tiles (typing, scrolling, a pointer) up to the pacer's cap
-            delay = self._pacer.delay(VIDEO_INTERVAL if stream.in_video else None)
+            delay = self._pacer.delay(look_interval(stream))
             if stream.quiet and not stream.damage_known and self._input_event is not None:
                 # a still screen is looked at less often (idle CPU), unless the
                 # consultant's input is about to change it
@@ -1041,6 +1041,21 @@ class SessionRunner:
         visible = info.visible and inside
         message = Cursor(x=x, y=y, visible=visible, shape=info.shape)
         return frames, _CursorUpdate((x, y, visible), info.serial, message)
+
+
+POLLED_INTERVAL = 1 / 60
+"""Seconds between looks at least where the platform cannot say what was drawn (no X
+DAMAGE: Windows' GDI grabs and compares every look until the screen is quiet). The
+pacer's 75/s cap is for looks that happen only when something was drawn."""
+
+
+def look_interval(stream: StreamEncoder) -> float | None:
+    """The shortest time between this stream's next looks (None: the pacer's cap)."""
+    if stream.in_video:
+        return VIDEO_INTERVAL  # the encoder is the costly part
+    if not stream.damage_known:
+        return POLLED_INTERVAL
+    return None
 
 
 SMALL_AREA = 0.25

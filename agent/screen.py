@@ -40,8 +40,8 @@ DEFAULT_JPEG_QUALITY = 70
 """q70: text stays readable at ~4 ms a 1080p frame (PLATFORM.md)."""
 
 QUIET_AFTER_CAPTURES = 30
-"""After this many looks without a change (0.4 s at 75 a second) the diff samples rows
-first (`QUIET_STRIDE`)."""
+"""After this many looks without a change (0.5 s where the agent polls at 60 a second)
+the diff samples rows first (`QUIET_STRIDE`)."""
 
 QUIET_INTERVAL = 0.1
 """Seconds between captures of a quiet screen (10 a second instead of 30): idle CPU

@@ -169,3 +169,22 @@ def test_a_damaged_box_is_widened_to_the_tile_grid_clipped_and_sized() -> None:
     # unknown, or more than a quarter of the monitor: the whole monitor is grabbed
     assert _tile_area(None, right) is None
     assert _tile_area((1920, 0, 1280, 400), right) is None
+
+
+def test_looks_are_capped_by_what_the_platform_can_tell() -> None:
+    from agent.pacing import DEFAULT_MAX_FPS
+    from agent.runner import POLLED_INTERVAL, look_interval
+    from agent.screen import VIDEO_INTERVAL, StreamEncoder
+
+    stream = StreamEncoder(128, 128, FrameEncoder())
+    # no DAMAGE (Windows): every look grabs and compares, at most 60 a second
+    assert stream.damage_known is False
+    assert look_interval(stream) == POLLED_INTERVAL == pytest.approx(1 / 60)
+    # drawing reported: looks only when drawn, up to the pacer's cap (75 a second)
+    stream.damage_known = True
+    assert look_interval(stream) is None and DEFAULT_MAX_FPS == 75
+    # video: the encoder's rate, whatever the platform
+    stream.in_video = True
+    assert look_interval(stream) == VIDEO_INTERVAL
+    stream.damage_known = False
+    assert look_interval(stream) == VIDEO_INTERVAL
