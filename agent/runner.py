@@ -896,7 +896,8 @@ class SessionRunner:
                 self._ack_event.clear()
                 await self._ack_event.wait()
             # H.264 frames at most at the video rate (the encoder is the costly part);
-            # tiles (typing, scrolling, a pointer) up to the pacer's cap
+            # tiles (typing, scrolling, a pointer) up to the pacer's cap, or 60 a
+            # second where every look is a grab and a compare (`look_interval`)
             delay = self._pacer.delay(look_interval(stream))
             if stream.quiet and not stream.damage_known and self._input_event is not None:
                 # a still screen is looked at less often (idle CPU), unless the

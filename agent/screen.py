@@ -811,12 +811,17 @@ class StreamEncoder:
         ~10×18 px of its 64×64 tile: a fifth of the bytes or less), when the console
         shows the rest of its tiles exactly already; else the whole run, so that
         sending it makes those tiles exact."""
-        t = self.diff.tile
-        rows = slice(run.y // t, -(-(run.y + run.height) // t))
-        cols = slice(run.x // t, -(-(run.x + run.width) // t))
-        if self._lossy[rows, cols].any():
+        if self._lossy[self._tiles_of(run)].any():
             return run
         return self.diff.changed_box(run)
+
+    def _tiles_of(self, r: Rect | Region) -> tuple[slice, slice]:
+        """The tile rows and columns a rectangle of the screen touches."""
+        t = self.diff.tile
+        return (
+            slice(r.y // t, -(-(r.y + r.height) // t)),
+            slice(r.x // t, -(-(r.x + r.width) // t)),
+        )
 
     def _carry_lossy(self, move: Move) -> None:
         """The console's lossy pixels move with the copy: a target tile row is lossy
@@ -863,16 +868,13 @@ class StreamEncoder:
         budget = self.refine_budget
         exact: list[Region] = []
         size = 0
-        t = self.diff.tile
         for rect in self._pieces(self.diff.runs(refine), budget is not None):
             if budget is not None and exact and size >= budget:
                 break  # the rest in the next frames: the link carries this much per frame
             sent = self.encoder.encode(bgra, [rect], lossless=True)
             size += sum(len(r.data) for r in sent)
             exact += sent
-            rows = slice(rect.y // t, -(-(rect.y + rect.height) // t))
-            cols = slice(rect.x // t, -(-(rect.x + rect.width) // t))
-            self._lossy[rows, cols] = False
+            self._lossy[self._tiles_of(rect)] = False
         return exact
 
     def _pieces(self, runs: list[Rect], budgeted: bool) -> list[Rect]:
@@ -887,11 +889,8 @@ class StreamEncoder:
         ]
 
     def _mark(self, regions: list[Region]) -> None:
-        t = self.diff.tile
         for r in regions:
-            rows = slice(r.y // t, -(-(r.y + r.height) // t))
-            cols = slice(r.x // t, -(-(r.x + r.width) // t))
-            self._lossy[rows, cols] = r.encoding is Encoding.JPEG
+            self._lossy[self._tiles_of(r)] = r.encoding is Encoding.JPEG
 
 
 def frame_parts(
