@@ -27,7 +27,6 @@ test: nothing here asserts a speed.
 from __future__ import annotations
 
 import argparse
-import math
 import resource
 import subprocess
 import sys
@@ -44,6 +43,7 @@ import numpy.typing as npt
 import simplejpeg
 
 from agent.screen import VIDEO_CRF, VIDEO_FPS
+from bench.stream import psnr
 
 WIDTH, HEIGHT = 1920, 1080
 PAN = 16
@@ -70,12 +70,6 @@ def measure(frames: int, step: Callable[[int], object]) -> Cost:
     for i in range(1, frames + 1):
         step(i)
     return Cost((process_cpu() - cpu) / frames * 1000, (time.perf_counter() - wall) / frames * 1000)
-
-
-def psnr(a: Pixels, b: Pixels) -> float:
-    diff = a[:, :, :3].astype(np.int16) - b[:, :, :3]
-    mse = float(np.mean(np.square(diff, dtype=np.int32)))
-    return math.inf if mse == 0 else 10 * math.log10(255 * 255 / mse)
 
 
 def make_pictures(tmp: Path, frames: int) -> dict[str, Pixels]:
