@@ -3,11 +3,12 @@
 Where the values come from, weakest first:
 
 1. on Windows, `HKLM\\SOFTWARE\\zgoda\\Agent` (REG_SZ values `RelayUrl`, `RelayKey`,
-   `TlsPin`, `OrgName`, `Language`), written by the MSI;
+   `TlsPin`, `OrgName`, `Language`, `VideoEncoder`), written by the MSI;
 2. a TOML file: `--config PATH`, or `~/.config/zgoda/agent.toml` when not on
-   Windows (keys `relay_url`, `relay_key`, `tls_pin`, `org_name`, `language`);
+   Windows (keys `relay_url`, `relay_key`, `tls_pin`, `org_name`, `language`,
+   `video_encoder`);
 3. environment variables `ZGODA_RELAY_URL`, `ZGODA_RELAY_KEY`, `ZGODA_TLS_PIN`,
-   `ZGODA_ORG_NAME`, `ZGODA_LANGUAGE`.
+   `ZGODA_ORG_NAME`, `ZGODA_LANGUAGE`, `ZGODA_VIDEO_ENCODER`.
 
 The registry is read through `RegistryReader`, so tests hand in a
 `FakeRegistry` (a dict) and the code path that parses registry values runs on
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.h264 import ENCODER_CHOICES
 from protocol.attestation import load_public_key
 from protocol.errors import ConfigError
 
@@ -49,6 +51,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "tls_pin": ("TlsPin", "ZGODA_TLS_PIN"),
     "org_name": ("OrgName", "ZGODA_ORG_NAME"),
     "language": ("Language", "ZGODA_LANGUAGE"),
+    "video_encoder": ("VideoEncoder", "ZGODA_VIDEO_ENCODER"),
 }
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -65,7 +68,9 @@ class AgentConfig:
     `tls_pin`, when set, is the SHA-256 (hex) of the relay certificate's DER:
     the certificate is then accepted only if it matches, instead of being checked
     against the system store. `org_name`, when set, must equal the organisation
-    the relay attests.
+    the relay attests. `video_encoder` picks the H.264 encoder for motion
+    (`agent.h264.ENCODER_CHOICES`): `auto` (the GPU's when it works, else
+    libx264), one by name, or `off` (tiles only).
 
     Raises:
         ConfigError: on any malformed value.
@@ -76,6 +81,7 @@ class AgentConfig:
     tls_pin: str | None = None
     org_name: str | None = None
     language: str = DEFAULT_LANGUAGE
+    video_encoder: str = "auto"
 
     def __post_init__(self) -> None:
         url = self.relay_url.strip().rstrip("/")
@@ -107,6 +113,12 @@ class AgentConfig:
                 f"language {self.language!r} is not one of {', '.join(SUPPORTED_LANGUAGES)}"
             )
         object.__setattr__(self, "language", language)
+        encoder = self.video_encoder.strip().lower()
+        if encoder not in ENCODER_CHOICES:
+            raise ConfigError(
+                f"video encoder {self.video_encoder!r} is not one of {', '.join(ENCODER_CHOICES)}"
+            )
+        object.__setattr__(self, "video_encoder", encoder)
 
     @property
     def secure(self) -> bool:
@@ -272,4 +284,5 @@ def load_config(
         tls_pin=values.get("tls_pin"),
         org_name=values.get("org_name"),
         language=values.get("language", DEFAULT_LANGUAGE),
+        video_encoder=values.get("video_encoder", "auto"),
     )

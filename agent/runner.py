@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from agent.config import AgentConfig
 from agent.frontend import ConsentAnswer, Phase, SessionOutcome, SessionUI
+from agent.h264 import video_encoder_for
 from agent.hotkey import END_HOTKEY, EndHotkey
 from agent.inject import Injector
 from agent.pacing import DEFAULT_FRAME_WINDOW, DEFAULT_MAX_FPS, FramePacer
@@ -63,7 +65,6 @@ from agent.screen import (
     Rect,
     StreamEncoder,
     frame_parts,
-    video_encoder_for,
 )
 from agent.transport import TlsPinMismatch, open_link
 from protocol.codec import decode_envelope
@@ -208,7 +209,7 @@ class SessionRunner:
         self.consent_timeout = consent_timeout
         self._pacer = FramePacer(window=frame_window, max_fps=max_fps)
         self._encoder = FrameEncoder(jpeg_quality)
-        self._video = video  # H.264 for full-screen motion when PyAV/libx264 is there
+        self._video = video  # H.264 for full-screen motion (`agent.h264`; config: which encoder)
         self.stats = SessionStats()
         # benchmarks only: called on the capture thread with (frame_id, BGRA pixels) of
         # every frame that is sent; the pixels are reused, copy them to keep them
@@ -886,7 +887,12 @@ class SessionRunner:
         monitor: MonitorInfo,
     ) -> None:
         assert self._ack_event is not None
-        video = video_encoder_for(monitor.width, monitor.height) if self._video else None
+        video = None
+        if self._video:  # probing a GPU's encoder takes ~0.3 s: off the loop
+            choose = partial(
+                video_encoder_for, monitor.width, monitor.height, self.config.video_encoder
+            )
+            video = await loop.run_in_executor(pool, choose)
         stream = StreamEncoder(monitor.width, monitor.height, self._encoder, video=video)
         cursor_serial: int | None = None
         last_cursor: tuple[int, int, bool] | None = None

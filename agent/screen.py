@@ -12,7 +12,7 @@ lossless (`ZLIB_BGRA`) at once; a large one as JPEG (~4 ms a 1080p frame),
 and JPEG tiles that then stay still are sent again lossless, so the console's
 picture becomes exact within ~0.1 s of the screen going still. When half or more
 of the screen keeps changing (a video, a scrolled page), frames go out as
-H.264 (`VideoEncoder`, libx264 through PyAV) instead, refined the same way
+H.264 (`agent.h264`: the GPU's encoder, or libx264) instead, refined the same way
 once the motion stops.
 """
 
@@ -22,13 +22,12 @@ import struct
 import time
 import zlib
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import simplejpeg
 
+from agent.h264 import VIDEO_CRF, VideoEncoder
 from protocol.limits import MAX_MESSAGE_SIZE, MAX_REGIONS_PER_FRAME
 from protocol.messages import Encoding, Frame, Region
 
@@ -47,8 +46,6 @@ QUIET_INTERVAL = 0.1
 """Seconds between captures of a quiet screen (10 a second instead of 30): idle CPU
 falls to a third; a change the PC's user makes after a still second reaches the
 console up to 0.1 s later, the consultant's own input wakes the capture at once."""
-
-VIDEO_FPS = 30
 
 VIDEO_INTERVAL = 1 / 40
 """Seconds between H.264 looks at least. Video is looked at only when something was
@@ -463,90 +460,6 @@ VIDEO_AFTER_FRAMES = 2
 """... in this many captures in a row (a single big change, such as a window
 opening, stays JPEG/lossless: it is refined at once and costs no IDR)."""
 
-VIDEO_CRF = 26
-"""libx264 constant rate factor: moving pictures look clean at ~1/5 of JPEG's
-bytes; what stays still is sent again lossless anyway."""
-
-
-class VideoEncoder:
-    """H.264 through PyAV (libx264 ultrafast, zerolatency): one access unit per frame.
-
-    One encoder lives as long as the stream: the console's decoder keeps the
-    same reference picture while tiles are painted over its output, so a new
-    run of video frames goes on with P-frames (a few KiB) instead of an IDR
-    (the largest frame of all, and the one that makes a slow link's latency).
-    `restart()` makes the next frame an IDR: a new viewer, a quality switch.
-    """
-
-    def __init__(self, width: int, height: int, *, crf: int = VIDEO_CRF) -> None:
-        if width % 2 or height % 2:
-            raise ValueError("H.264 4:2:0 needs an even width and height")
-        self.width, self.height, self.crf = width, height, crf
-        self.max_rate: int | None = None  # bytes/s; taken at the next restart
-        self._context: Any = None
-        self._pts = 0
-        self._frame: Any = None  # one BGRA picture, refilled per frame
-        self._pixels: npt.NDArray[np.uint8] | None = None  # a view of its plane
-
-    def restart(self) -> None:
-        self._context = None
-
-    def picture(self) -> npt.NDArray[np.uint8]:
-        """The encoder's one BGRA picture (height×width×4, a view of its plane).
-
-        `VideoFrame.from_ndarray` would allocate a new 8 MB picture per frame (~5 ms
-        at 1080p here, most of it fresh pages). The encoder converts this one to YUV
-        into a picture of its own, so refilling it after `encode` returns is safe.
-
-        Raises:
-            ImportError: PyAV is not installed.
-        """
-        if self._pixels is None:
-            import av
-
-            self._frame = av.VideoFrame(self.width, self.height, "bgra")
-            plane = self._frame.planes[0]
-            rows = np.frombuffer(plane, np.uint8).reshape(self.height, plane.line_size // 4, 4)
-            self._pixels = rows[:, : self.width]
-        return self._pixels
-
-    def encode(self, bgra: npt.NDArray[np.uint8]) -> bytes:
-        """One Annex B access unit for this picture (empty: the encoder held it back).
-
-        Raises:
-            ImportError: PyAV is not installed.
-        """
-        import av  # lazily: only a stream that goes video pays for loading FFmpeg
-
-        if self._context is None:
-            context = av.CodecContext.create("libx264", "w")
-            context.width, context.height = self.width, self.height
-            context.pix_fmt = "yuv420p"
-            # x264's rate control counts in frames of this rate (a 1/1000 time base
-            # would make a VBV cap a thousandth of the bitrate per frame)
-            context.time_base = Fraction(1, VIDEO_FPS)
-            context.framerate = Fraction(VIDEO_FPS, 1)
-            params = "keyint=100000:scenecut=0"  # IDRs only when restarted
-            if self.max_rate is not None:
-                kbit = max(100, self.max_rate * 8 // 1000)
-                # a VBV of ~1/10 s: no frame much larger than the link carries in that time
-                params += f":vbv-maxrate={kbit}:vbv-bufsize={max(10, kbit // 10)}"
-            context.options = {
-                "preset": "ultrafast",
-                "tune": "zerolatency",
-                "crf": str(self.crf),
-                "x264-params": params,
-            }
-            self._context = context
-            self._pts = 0
-        pixels = self.picture()
-        if bgra.ctypes.data != pixels.ctypes.data:  # not already in the picture itself
-            np.copyto(pixels, bgra)
-        self._frame.pts = self._pts
-        self._pts += 1
-        return b"".join(bytes(packet) for packet in self._context.encode(self._frame))
-
-
 SLOW_ROUND_TRIP = 0.15
 """A frame acknowledged more than this long after it was sent (seconds) means the
 link is the bottleneck: pictures get smaller (`DEGRADED_JPEG_QUALITY`, `DEGRADED_CRF`)."""
@@ -574,19 +487,6 @@ rate (x264's VBV), so a burst of motion cannot queue up behind itself."""
 REFINE_PIECE_TILES = 8
 """Tiles in one refinement piece while a byte budget applies (a whole tile row of
 text is ~50–100 KB lossless: too coarse for a 5 Mbit/s budget)."""
-
-
-def video_encoder_for(width: int, height: int) -> VideoEncoder | None:
-    """A `VideoEncoder` when PyAV with libx264 is there and the size suits H.264, else None."""
-    if width % 2 or height % 2:
-        return None
-    try:
-        import av
-    except ImportError:
-        return None
-    if "libx264" not in av.codecs_available:
-        return None
-    return VideoEncoder(width, height)
 
 
 class StreamEncoder:

@@ -9,7 +9,7 @@ smaller video). Per picture and stage, CPU per frame of this whole process (so
 the helper threads of swscale and libx264 count) and wall time:
 
 - copy: the grab into the encoder's picture (`np.copyto`, 8 MB, warm buffers);
-- BGRA → YUV 4:2:0: swscale, as `agent.screen.VideoEncoder` has PyAV do it;
+- BGRA → YUV 4:2:0: swscale, as `agent.h264.VideoEncoder` has PyAV do it for libx264;
 - libx264: the agent's settings (ultrafast, zerolatency, CRF 26, one persistent
   encoder, P-frames) on the converted frames;
 - the peer, in the same run: the whole frame as one JPEG (libjpeg-turbo through
@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 import simplejpeg
 
-from agent.screen import VIDEO_CRF, VIDEO_FPS
+from agent.h264 import SOFTWARE_ENCODER, VIDEO_CRF, VIDEO_FPS, encoder_settings
 from bench.stream import psnr
 
 WIDTH, HEIGHT = 1920, 1080
@@ -108,17 +108,13 @@ class Video:
 
         self.av: Any = av
         self.size = size
-        self.encoder: Any = av.CodecContext.create("libx264", "w")
+        self.encoder = av.CodecContext.create("libx264", "w")  # SOFTWARE_ENCODER
         self.encoder.width, self.encoder.height = size
-        self.encoder.pix_fmt = "yuv420p"
+        pix_fmt, options = encoder_settings(SOFTWARE_ENCODER, VIDEO_CRF, None)
+        self.encoder.pix_fmt = pix_fmt
         self.encoder.time_base = Fraction(1, VIDEO_FPS)
         self.encoder.framerate = Fraction(VIDEO_FPS, 1)
-        self.encoder.options = {
-            "preset": "ultrafast",
-            "tune": "zerolatency",
-            "crf": str(VIDEO_CRF),
-            "x264-params": "keyint=100000:scenecut=0",
-        }
+        self.encoder.options = options
         self.decoder: Any = av.CodecContext.create("h264", "r")
         self.picture: Any = av.VideoFrame(WIDTH, HEIGHT, "bgra")
         plane: Any = self.picture.planes[0]

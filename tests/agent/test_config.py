@@ -68,6 +68,7 @@ def test_fake_registry_is_read_on_windows_and_env_overrides_it() -> None:
             "TlsPin": PIN,
             "OrgName": "Example",
             "Language": "PL",
+            "VideoEncoder": "h264_qsv",
         }
     )
     config = load_config(env={"ZGODA_LANGUAGE": "en"}, registry=registry, platform="win32")
@@ -77,6 +78,14 @@ def test_fake_registry_is_read_on_windows_and_env_overrides_it() -> None:
         "Example",
         "en",
     )
+    assert config.video_encoder == "h264_qsv"
+
+
+def test_the_video_encoder_is_auto_unless_set() -> None:
+    assert AgentConfig(relay_url="https://r.example", relay_key=KEY).video_encoder == "auto"
+    env = {"ZGODA_RELAY_URL": "https://r.example", "ZGODA_RELAY_KEY": KEY}
+    config = load_config(env={**env, "ZGODA_VIDEO_ENCODER": " OFF "}, platform="linux")
+    assert config.video_encoder == "off"
 
 
 def test_registry_value_of_wrong_type_is_refused() -> None:
@@ -109,6 +118,10 @@ def test_missing_key_names_where_it_looked(tmp_path: Path) -> None:
         (f'relay_url = "https://x"\nrelay_key = "{KEY}"\ntls_pin = "abc"', "64 hex"),
         (f'relay_url = "http://x"\nrelay_key = "{KEY}"\ntls_pin = "{PIN}"', "needs an https"),
         (f'relay_url = "https://x"\nrelay_key = "{KEY}"\nlanguage = "de"', "not one of pl, en"),
+        (
+            f'relay_url = "https://x"\nrelay_key = "{KEY}"\nvideo_encoder = "h264_vaapi"',
+            "video encoder 'h264_vaapi' is not one of auto, off, h264_nvenc",
+        ),
     ],
 )
 def test_bad_file_gives_clear_error(tmp_path: Path, text: str, error: str) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from agent.h264 import video_encoder_for
 from agent.screen import (
     QUIET_AFTER_CAPTURES,
     QUIET_STRIDE,
@@ -20,7 +21,6 @@ from agent.screen import (
     Rect,
     StreamEncoder,
     frame_parts,
-    video_encoder_for,
 )
 from console.errors import BadFrame
 from console.framebuffer import FrameBuffer

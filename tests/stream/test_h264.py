@@ -1,0 +1,160 @@
+"""The H.264 encoder choice: the GPU's where it works, libx264 where none does.
+
+This VM has no GPU, so NVENC, AMF and Quick Sync (all in PyAV's FFmpeg) fail to open
+here: these tests show that they are tried, passed over with a reason, and that a
+failing one gives way to libx264 mid-stream with a decodable IDR. The probe that
+guards the hardware encoders on a real PC (opens, no picture held back, decodes to
+the picture) runs here against libx264, including its two ways of saying no.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import av
+import numpy as np
+import pytest
+
+from agent import h264
+from agent.h264 import (
+    H264_ENCODERS,
+    SOFTWARE_ENCODER,
+    VideoEncoder,
+    encoder_settings,
+    probe,
+    probe_picture,
+    psnr,
+    video_encoder_for,
+)
+
+W, H = 320, 192
+HARDWARE = [c for c in H264_ENCODERS if c != SOFTWARE_ENCODER]
+
+
+@pytest.fixture(autouse=True)
+def fresh_probes() -> Iterator[None]:
+    """Each test probes anew (the agent keeps the results for its process)."""
+    h264._probed.clear()
+    yield
+    h264._probed.clear()
+
+
+def decode(context: av.CodecContext, data: bytes) -> np.ndarray:
+    frames = context.decode(av.Packet(data))  # type: ignore[attr-defined]
+    assert frames, "the access unit decoded to no picture"
+    return np.asarray(frames[-1].reformat(format="bgra").to_ndarray(), np.uint8)
+
+
+def test_pyav_carries_the_gpu_encoders_the_agent_tries() -> None:
+    # the Windows wheels are built from the same FFmpeg; were one dropped, auto
+    # would silently never use it
+    assert set(H264_ENCODERS) <= set(av.codecs_available)
+
+
+@pytest.mark.parametrize("codec", HARDWARE)
+def test_a_gpu_encoder_without_its_gpu_is_passed_over_with_a_reason(
+    codec: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent.h264")
+    why = probe(codec, W, H)
+    assert why is not None and why.strip()
+    assert "\n" not in why
+
+
+def test_auto_probes_each_gpu_encoder_once_then_takes_libx264(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent.h264")
+    video = video_encoder_for(W, H)
+    assert video is not None and video.codec == SOFTWARE_ENCODER
+    assert set(h264._probed) == {(c, W, H) for c in HARDWARE}
+    assert all(why for why in h264._probed.values())
+    for codec in HARDWARE:
+        assert f"H.264 encoder {codec} not used: " in caplog.text
+    caplog.clear()
+    again = video_encoder_for(W, H)  # a second stream: nothing probed, nothing logged
+    assert again is not None and again.codec == SOFTWARE_ENCODER
+    assert "not used" not in caplog.text
+
+
+def test_a_pinned_encoder_that_does_not_work_is_logged_and_libx264_streams(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    video = video_encoder_for(W, H, "h264_qsv")
+    assert video is not None and video.codec == SOFTWARE_ENCODER
+    assert "H.264 encoder h264_qsv, as configured, does not work" in caplog.text
+    assert ("h264_nvenc", W, H) not in h264._probed  # pinned: the others are not tried
+
+
+def test_off_odd_sizes_and_unknown_names() -> None:
+    assert video_encoder_for(W, H, "off") is None
+    assert video_encoder_for(W + 1, H) is None
+    with pytest.raises(ValueError, match="not one of auto, off"):
+        video_encoder_for(W, H, "h264_vaapi")
+    with pytest.raises(ValueError, match="not one of"):
+        VideoEncoder(W, H, codec="mjpeg")
+
+
+def test_the_probe_accepts_libx264() -> None:
+    assert probe(SOFTWARE_ENCODER, W, H) is None
+
+
+def test_the_probe_refuses_a_picture_below_its_quality_bar() -> None:
+    # libx264 gives ~35 dB on the test pictures; a bar above it stands for a garbled
+    # GPU output (swapped colours or misaligned rows score ~10 dB)
+    why = probe(SOFTWARE_ENCODER, W, H, min_psnr=60)
+    assert why is not None and why.startswith("its picture decoded at ")
+    picture = probe_picture(W, H, 0)
+    assert psnr(picture, picture[:, :, [2, 1, 0, 3]]) < h264.PROBE_MIN_PSNR
+    assert psnr(picture, np.roll(picture, 8, axis=1)) < h264.PROBE_MIN_PSNR
+
+
+def test_the_probe_refuses_an_encoder_that_holds_pictures_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # libx264 without zerolatency looks ahead: its first pictures come out later
+    def lookahead(name: str, crf: int, kbit: int | None) -> tuple[str, dict[str, str]]:
+        return "yuv420p", {"preset": "ultrafast", "crf": str(crf), "rc-lookahead": "10"}
+
+    monkeypatch.setattr(h264, "encoder_settings", lookahead)
+    assert probe(SOFTWARE_ENCODER, W, H) == "it held a picture back (latency)"
+
+
+def test_a_failing_gpu_encoder_gives_way_to_libx264_with_a_decodable_idr(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    video = VideoEncoder(W, H, codec="h264_nvenc")  # as if chosen, then the driver failed
+    decoder = av.CodecContext.create("h264", "r")
+    first, second = probe_picture(W, H, 0), probe_picture(W, H, 1)
+    shown = decode(decoder, video.encode(first))
+    assert video.codec == SOFTWARE_ENCODER
+    assert "H.264 encoder h264_nvenc failed" in caplog.text
+    assert psnr(first, shown) > h264.PROBE_MIN_PSNR
+    assert psnr(second, decode(decoder, video.encode(second))) > h264.PROBE_MIN_PSNR
+    with pytest.raises(av.FFmpegError):
+        VideoEncoder(W, H, codec="h264_amf").encode(first, fallback=False)
+
+
+@pytest.mark.parametrize("codec", H264_ENCODERS)
+def test_every_encoder_is_set_for_low_latency_and_capped_on_a_slow_link(codec: str) -> None:
+    pix_fmt, free = encoder_settings(codec, 26, None)
+    _, capped = encoder_settings(codec, 26, 2000)
+    assert pix_fmt in {f.name for f in av.Codec(codec, "w").video_formats or []}
+    if codec == SOFTWARE_ENCODER:
+        assert free["tune"] == "zerolatency"
+        assert "vbv-maxrate=2000" in capped["x264-params"]
+    else:
+        assert free["bf"] == "0" and free["g"] == str(h264.GOP)
+        assert capped["maxrate"] == "2000k"
+        assert "maxrate" not in free
+    # every option is one this FFmpeg's encoder knows, with a value it takes: an
+    # unknown name would be ignored silently, a bad value fail only on the GPU's PC
+    table = av.CodecContext.create(codec, "w").supported_options
+    known = {o.name: o for o in [*table.generic, *table.private]}
+    for options in (free, capped):
+        for name, value in options.items():
+            assert name in known, f"{codec} has no option {name}"
+            choices = known[name].choices
+            if choices and not value.lstrip("-").isdigit():
+                assert value in {c.name for c in choices}, f"{codec}: {name}={value}"
