@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return tray_main(arguments[1:])
     args = build_parser().parse_args(arguments)
-    from agent.config import load_config
+    from agent.config import FIELDS, load_config
 
     try:
         config = load_config(args.config)
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zgoda agent: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "config":
-        for name in ("relay_url", "relay_key", "tls_pin", "org_name", "language"):
+        for name in FIELDS:  # every setting, in the order the docs list them
             print(f"{name} = {getattr(config, name)!r}")
         print(f"# agent endpoint: {config.agent_ws_url}")
         return 0

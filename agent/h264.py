@@ -105,7 +105,9 @@ def encoder_settings(name: str, crf: int, kbit: int | None) -> tuple[str, dict[s
             "bgra",
             {"preset": "p1", "tune": "ull", "zerolatency": "1", "delay": "0", "bf": "0"},
         ),
-        "h264_amf": ("bgra", {"usage": "ultralowlatency", "quality": "speed", "bf": "0"}),
+        # AMF: the ultra-low-latency usage has no B-frames of its own ("bf" alone
+        # would be refused by FFmpeg's wrapper without "max_b_frames")
+        "h264_amf": ("bgra", {"usage": "ultralowlatency", "quality": "speed"}),
         # one frame in flight: Quick Sync's default of 4 would hold pictures back
         "h264_qsv": ("nv12", {"preset": "veryfast", "async_depth": "1", "bf": "0"}),
     }

@@ -181,6 +181,7 @@ def test_config_command_prints_the_effective_configuration(tmp_path: Path) -> No
     )
     assert result.returncode == 0, result.stderr
     assert "org_name = 'Example'" in result.stdout
+    assert "video_encoder = 'auto'" in result.stdout
     assert "# agent endpoint: wss://relay.example.com/ws/agent" in result.stdout
 
 

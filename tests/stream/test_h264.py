@@ -145,7 +145,8 @@ def test_every_encoder_is_set_for_low_latency_and_capped_on_a_slow_link(codec: s
         assert free["tune"] == "zerolatency"
         assert "vbv-maxrate=2000" in capped["x264-params"]
     else:
-        assert free["bf"] == "0" and free["g"] == str(h264.GOP)
+        assert free["g"] == str(h264.GOP)
+        assert free.get("bf", "0") == "0"
         assert capped["maxrate"] == "2000k"
         assert "maxrate" not in free
     # every option is one this FFmpeg's encoder knows, with a value it takes: an
