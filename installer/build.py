@@ -41,7 +41,14 @@ EXE_NAME = "zgoda-agent.exe"
 CONTENTS_DIR = "_internal"
 """PyInstaller's folder for everything but the executable (its default since 6.0)."""
 
-SECURE_PROPERTIES = ("RELAY_URL", "RELAY_KEY", "TLS_PIN", "ORG_NAME", "LANGUAGE")
+SECURE_PROPERTIES = (
+    "RELAY_URL",
+    "RELAY_KEY",
+    "TLS_PIN",
+    "ORG_NAME",
+    "LANGUAGE",
+    "VIDEO_ENCODER",
+)
 """Public properties that must reach the elevated install sequence from the command line."""
 
 UPGRADE_ATTRIBUTES = 0x001 | 0x200

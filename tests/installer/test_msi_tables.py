@@ -23,6 +23,7 @@ SETTINGS = {
     "TlsPin": "TLS_PIN",
     "OrgName": "ORG_NAME",
     "Language": "LANGUAGE",
+    "VideoEncoder": "VIDEO_ENCODER",
 }
 
 

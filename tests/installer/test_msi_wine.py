@@ -40,6 +40,7 @@ SETTINGS = {
     "TLS_PIN": "ab" * 32,
     "ORG_NAME": "Urząd Miasta Łódź",
     "LANGUAGE": "en",
+    "VIDEO_ENCODER": "h264_qsv",
 }
 EXPECTED_VALUES = {
     "RelayUrl": SETTINGS["RELAY_URL"],
@@ -47,6 +48,7 @@ EXPECTED_VALUES = {
     "TlsPin": SETTINGS["TLS_PIN"],
     "OrgName": SETTINGS["ORG_NAME"],
     "Language": SETTINGS["LANGUAGE"],
+    "VideoEncoder": SETTINGS["VIDEO_ENCODER"],
 }
 
 
