@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from fractions import Fraction
 from typing import Any
 
@@ -66,10 +68,19 @@ worst quality (CRF 51); a garbled output (colours swapped, rows misaligned, a bl
 picture) is far below, and such an encoder is not used."""
 
 
+QSV_MAX_GOP = 65535
+"""Quick Sync keeps the GOP length in 16 bits: more would wrap (1,000,000 → 16,960)."""
+
+
 def _rate_options(name: str, crf: int, kbit: int | None) -> dict[str, str]:
-    """Quality or, on a slow link, a bitrate cap with a VBV of ~1/10 s: no frame much
-    larger than the link carries in that time (`kbit`: kbit/s, None: no cap)."""
-    buffer = None if kbit is None else f"{max(10, kbit // 10)}k"
+    """Constant quality, or on a slow link a bitrate cap with a VBV of ~1/10 s: no frame
+    much larger than the link carries in that time (`kbit`: kbit/s, None: no cap).
+
+    libx264 keeps its CRF under the cap. The GPU encoders cannot: NVENC's constant
+    quality honours the peak rate but drops the buffer, so one frame could be a second
+    of the link; they get a VBR aimed at half the cap, peaking at it, with the buffer.
+    """
+    buffer = f"{max(10, (kbit or 0) // 10)}k"
     if name == SOFTWARE_ENCODER:
         params = f"keyint={GOP}:scenecut=0"  # IDRs only when restarted
         if kbit is not None:
@@ -79,13 +90,13 @@ def _rate_options(name: str, crf: int, kbit: int | None) -> dict[str, str]:
         return {
             "h264_nvenc": {"rc": "vbr", "cq": str(crf), "b": "0"},
             "h264_amf": {"rc": "cqp", "qp_i": str(crf), "qp_p": str(crf)},
-            "h264_qsv": {"global_quality": str(crf)},
+            "h264_qsv": {"global_quality": str(crf)},  # ICQ
         }[name]
-    rate = {"maxrate": f"{kbit}k", "bufsize": f"{buffer}"}
+    capped = {"b": f"{max(50, kbit // 2)}k", "maxrate": f"{kbit}k", "bufsize": buffer}
     return {
-        "h264_nvenc": {"rc": "vbr", "cq": str(crf), "b": "0", **rate},
-        "h264_amf": {"rc": "vbr_latency", "b": f"{kbit}k", **rate},
-        "h264_qsv": {"b": f"{kbit}k", **rate},
+        "h264_nvenc": {"rc": "vbr", **capped},
+        "h264_amf": {"rc": "vbr_latency", **capped},
+        "h264_qsv": capped,  # b below maxrate: VBR
     }[name]
 
 
@@ -105,16 +116,19 @@ def encoder_settings(name: str, crf: int, kbit: int | None) -> tuple[str, dict[s
             "bgra",
             {"preset": "p1", "tune": "ull", "zerolatency": "1", "delay": "0", "bf": "0"},
         ),
-        # AMF: the ultra-low-latency usage has no B-frames of its own ("bf" alone
-        # would be refused by FFmpeg's wrapper without "max_b_frames")
-        "h264_amf": ("bgra", {"usage": "ultralowlatency", "quality": "speed"}),
+        # AMF: the ultra-low-latency usage has no B-frames of its own; FFmpeg's wrapper
+        # holds one frame back unless told the stream is low-delay
+        "h264_amf": (
+            "bgra",
+            {"usage": "ultralowlatency", "quality": "speed", "flags": "+low_delay"},
+        ),
         # one frame in flight: Quick Sync's default of 4 would hold pictures back
         "h264_qsv": ("nv12", {"preset": "veryfast", "async_depth": "1", "bf": "0"}),
     }
     pix_fmt, options = low_latency[name]
     options = {**options, **_rate_options(name, crf, kbit)}
     if name != SOFTWARE_ENCODER:
-        options["g"] = str(GOP)
+        options["g"] = str(QSV_MAX_GOP if name == "h264_qsv" else GOP)
     return pix_fmt, options
 
 
@@ -269,22 +283,52 @@ def probe(codec: str, width: int, height: int, *, min_psnr: float = PROBE_MIN_PS
             if not decoded:
                 return "its access unit decoded to no picture"
             shown = np.asarray(decoded[-1].reformat(format="bgra").to_ndarray(), np.uint8)
+            if shown.shape != picture.shape:
+                return f"its picture decoded at {shown.shape[1]}x{shown.shape[0]}"
             quality = psnr(picture, shown)
             if quality < min_psnr:
                 return f"its picture decoded at {quality:.1f} dB"
     except av.FFmpegError as exc:
         return f"{type(exc).__name__}: {exc.strerror}"
+    except Exception as exc:  # noqa: BLE001 - a driver's fault of any kind: not this encoder
+        return f"{type(exc).__name__}: {exc}"
     return None
 
 
-_probed: dict[tuple[str, int, int], str | None] = {}  # per agent process: drivers do not change
+PROBE_AGAIN_AFTER = 300.0
+"""Seconds a failed probe is believed: a GPU encoder can be busy for a while (NVENC's
+session limit while something records the screen, a driver reset), so a later stream
+tries it again. One that works is believed for the agent's lifetime."""
+
+_probed: dict[tuple[str, int, int], tuple[str | None, float]] = {}  # → (why not, when)
+_probing = threading.Lock()  # two streams starting at once probe a GPU once, not twice
+
+
+def _why_not(codec: str, width: int, height: int, choice: str) -> str | None:
+    key = (codec, width, height)
+    with _probing:
+        known = _probed.get(key)
+        if known is not None and (
+            known[0] is None or time.monotonic() - known[1] < PROBE_AGAIN_AFTER
+        ):
+            return known[0]
+        why = probe(codec, width, height)
+        _probed[key] = (why, time.monotonic())
+    if why is None:
+        log.info("H.264 on %s at %dx%d", codec, width, height)
+    elif choice != "auto":
+        log.warning("H.264 encoder %s, as configured, does not work: %s", codec, why)
+    else:
+        log.info("H.264 encoder %s not used: %s", codec, why)
+    return why
 
 
 def video_encoder_for(width: int, height: int, choice: str = "auto") -> VideoEncoder | None:
     """The stream's H.264 encoder: the first of `H264_ENCODERS` that works here (`auto`),
     or the admin's `choice` (libx264 when it does not work); None for `off`, a size
     H.264 4:2:0 cannot code, or no PyAV. Probing costs a few ms per absent encoder
-    and ~0.3 s for a present one (1080p), once per agent process: call it off the event loop.
+    and ~0.3 s for a present one (1080p), once per agent process (a failure is tried
+    again after `PROBE_AGAIN_AFTER`): call it off the event loop.
 
     Raises:
         ValueError: `choice` is not one of `ENCODER_CHOICES`.
@@ -300,18 +344,11 @@ def video_encoder_for(width: int, height: int, choice: str = "auto") -> VideoEnc
     wanted = H264_ENCODERS if choice == "auto" else (choice, SOFTWARE_ENCODER)
     for codec in wanted:
         if codec not in av.codecs_available:
+            if codec == choice:
+                log.warning("H.264 encoder %s, as configured, is not in this FFmpeg", codec)
             continue
         if codec == SOFTWARE_ENCODER:  # the baseline every test and benchmark runs
             return VideoEncoder(width, height, codec=codec)
-        key = (codec, width, height)
-        if key not in _probed:
-            _probed[key] = why = probe(codec, width, height)
-            if why is None:
-                log.info("H.264 on %s at %dx%d", codec, width, height)
-            elif choice != "auto":
-                log.warning("H.264 encoder %s, as configured, does not work: %s", codec, why)
-            else:
-                log.info("H.264 encoder %s not used: %s", codec, why)
-        if _probed[key] is None:
+        if _why_not(codec, width, height, choice) is None:
             return VideoEncoder(width, height, codec=codec)
     return None
