@@ -8,7 +8,7 @@ One Xvfb display at 1920×1080 (no window manager) shows scripted workloads, eac
 a full-screen Tk window driven by its own timer (so nothing in this process
 paces the screen): `idle` (a static page of text), `typing` (one character every
 100 ms into a text widget, terminal style), `scrolling` (a long document scrolled
-one line every 33 ms) and `fullscreen` (a photo panning 16 px every 33 ms: the
+one line every 16.7 ms: 60 changes a second) and `fullscreen` (a photo panning 16 px every 33 ms: the
 whole screen changes 30 times a second, like a video).
 
 Systems, read in turn on the same display and workloads:
