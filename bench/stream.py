@@ -3,13 +3,14 @@
     .venv/bin/python -m bench.stream [--seconds 5] [--write FILE]
         [--systems zgoda,x0vncserver,x11vnc] [--workloads idle,typing,scrolling,fullscreen]
         [--link MBIT,MS]   # the agent / VNC server behind an emulated slow link
+        [--tun-link MBIT,MS]   # the same in the kernel's packet path (root; bench.tunlink)
 
 One Xvfb display at 1920×1080 (no window manager) shows scripted workloads, each
 a full-screen Tk window driven by its own timer (so nothing in this process
 paces the screen): `idle` (a static page of text), `typing` (one character every
 100 ms into a text widget, terminal style), `scrolling` (a long document scrolled
-one line every 16.7 ms: 60 changes a second) and `fullscreen` (a photo panning 16 px every 33 ms: the
-whole screen changes 30 times a second, like a video).
+one line every 16.7 ms: 60 changes a second) and `fullscreen` (a photo panning
+16 px every 33 ms: the whole screen changes 30 times a second, like a video).
 
 Systems, read in turn on the same display and workloads:
 - zgoda: the real agent engine (`SessionRunner`, in its own process,
@@ -63,6 +64,7 @@ import numpy.typing as npt
 
 from bench.rfb import RfbClient
 from bench.stream_agent import SAMPLE_EVERY
+from bench.tunlink import TunLink, why_no_tunlink
 
 WIDTH, HEIGHT = 1920, 1080
 
@@ -279,10 +281,12 @@ class Viewer:
 
 
 class RfbViewer(Viewer):
-    def __init__(self, name: str, server_pid: int, port: int, quality: int | None) -> None:
+    def __init__(
+        self, name: str, server_pid: int, port: int, quality: int | None, host: str = "127.0.0.1"
+    ) -> None:
         self.name = name
         self.server_pid = server_pid
-        self.client = RfbClient.connect("127.0.0.1", port, jpeg_quality=quality)
+        self.client = RfbClient.connect(host, port, jpeg_quality=quality)
         self.latencies, self.frame_psnr = [], []
 
     def counters(self) -> tuple[int, int]:
@@ -343,7 +347,11 @@ class ZgodaViewer(Viewer):
             sample.unlink(missing_ok=True)
 
     async def open(
-        self, tmp: Path, env: dict[str, str], link: tuple[float, float] | None = None
+        self,
+        tmp: Path,
+        env: dict[str, str],
+        link: tuple[float, float] | None = None,
+        tun: TunLink | None = None,
     ) -> None:
         from console.client import ConsoleClient
         from console.session import FrameApplied, Phase
@@ -352,7 +360,12 @@ class ZgodaViewer(Viewer):
 
         self.samples = tmp / "samples"
         self.samples.mkdir()
-        self.relay = start_relay(tmp / "relay", config=TEST_LIMITS)
+        if tun is None:
+            self.relay = start_relay(tmp / "relay", config=TEST_LIMITS)
+        else:  # on the host's end of the link: the agent reaches it across, the console locally
+            config = {**TEST_LIMITS, "insecure": True}
+            bind = ("--bind", tun.host_address)
+            self.relay = start_relay(tmp / "relay", config=config, args=bind)
         self.client = ConsoleClient(self.relay.url)
         await self.client.__aenter__()
         await self.client.login(self.relay.username, self.relay.password)
@@ -374,11 +387,12 @@ class ZgodaViewer(Viewer):
             ZGODA_LANGUAGE="en",
             XDG_CONFIG_HOME=str(tmp / "agent-config"),  # no stray agent.toml
         )
-        self.agent = subprocess.Popen(
-            [sys.executable, "-m", "bench.stream_agent", str(self.session.code), str(self.samples)],
-            env=agent_env,
-            stdout=subprocess.DEVNULL,
-        )
+        if tun is not None and tun.congestion:
+            agent_env["ZGODA_BENCH_TCP_CONGESTION"] = tun.congestion
+        command = [sys.executable, "-m", "bench.stream_agent", str(self.session.code)]
+        command.append(str(self.samples))
+        spawn = subprocess.Popen if tun is None else tun.popen  # the PC, behind the link
+        self.agent = spawn(command, env=agent_env, stdout=subprocess.DEVNULL)
         await self.session.wait_phase(Phase.VIEWING, timeout=30)
         await self.session.wait_frames(1, timeout=30)
 
@@ -637,22 +651,27 @@ async def exactness(viewer: Viewer, result: Result, display: str, still_ns: int)
 
 
 def start_server(
-    kind: str, display: str, port: int, env: dict[str, str]
+    kind: str, display: str, port: int, env: dict[str, str], tun: TunLink | None = None
 ) -> subprocess.Popen[bytes]:
+    """A VNC server on `display`: on loopback, or on "the PC" behind `tun`."""
+    host = "127.0.0.1" if tun is None else tun.pc_address
     if kind == "x0vncserver":
         # the Debian x0vncserver is a Perl wrapper that daemonizes: run the binary itself
         cmd = ["X0tigervnc", "-display", display, "-rfbport", str(port)]
-        cmd += ["-SecurityTypes", "None", "-localhost", "-AlwaysShared"]
+        cmd += ["-SecurityTypes", "None", "-AlwaysShared", "-interface", host]
     else:
-        cmd = ["x11vnc", "-display", display, "-rfbport", str(port), "-localhost"]
+        cmd = ["x11vnc", "-display", display, "-rfbport", str(port), "-listen", host]
         cmd += ["-nopw", "-forever", "-shared", "-quiet", "-norc"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spawn = subprocess.Popen if tun is None else tun.popen
+    proc: subprocess.Popen[bytes] = spawn(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 15
     import socket
 
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            socket.create_connection((host, port), timeout=1).close()
             return proc
         except OSError:
             time.sleep(0.1)
@@ -686,6 +705,7 @@ async def run_all(
     systems: list[str],
     workloads: list[str],
     link: tuple[float, float] | None = None,
+    tun: TunLink | None = None,
 ) -> list[Result]:
     results: list[Result] = []
 
@@ -702,7 +722,7 @@ async def run_all(
 
     if "zgoda" in systems:
         viewer = ZgodaViewer()
-        await viewer.open(tmp, env, link)
+        await viewer.open(tmp, env, link, tun)
         await each(viewer, viewer.close)
     for kind in ("x0vncserver", "x11vnc"):
         for quality, label in ((6, "Tight+JPEG6"), (None, "Tight lossless")):
@@ -710,10 +730,13 @@ async def run_all(
             if not any(s in name for s in systems):
                 continue
             port = free_port()
-            server = start_server(kind, env["DISPLAY"], port, env)
+            server = start_server(kind, env["DISPLAY"], port, env, tun)
             slow = SlowLink(port, *link) if link else None
             try:
-                rfb = RfbViewer(name, server.pid, slow.start() if slow else port, quality)
+                if tun is not None:
+                    rfb = RfbViewer(name, server.pid, port, quality, host=tun.pc_address)
+                else:
+                    rfb = RfbViewer(name, server.pid, slow.start() if slow else port, quality)
                 await each(rfb, rfb.close)
             finally:
                 if slow is not None:
@@ -814,11 +837,26 @@ def main(argv: list[str] | None = None) -> None:
         help="put the agent's (and each VNC server's) side behind an emulated link, "
         "'MBIT,MS': rate in Mbit/s each way and one-way delay (e.g. 5,20: 40 ms RTT)",
     )
+    parser.add_argument(
+        "--tun-link",
+        help="the same link in the kernel's packet path: the agent and each VNC server in a "
+        "network namespace, tc tbf for the rate, a TUN delay line (root; bench.tunlink)",
+    )
+    parser.add_argument(
+        "--pc-tcp",
+        default="cubic",
+        help="with --tun-link: the agent's TCP congestion control, as the PC's OS would have "
+        "it (Windows: cubic); 'default' keeps this machine's",
+    )
     args = parser.parse_args(argv)
+    if args.link and args.tun_link:
+        parser.error("--link or --tun-link, not both")
     link = None
-    if args.link:
-        mbit, ms = (float(v) for v in args.link.split(","))
+    if args.link or args.tun_link:
+        mbit, ms = (float(v) for v in (args.link or args.tun_link).split(","))
         link = (mbit * 1e6 / 8, ms / 1000)
+    if args.tun_link and why_no_tunlink():
+        parser.error(f"--tun-link: {why_no_tunlink()}")
     workloads = [w for w in args.workloads.split(",") if w in WORKLOADS]
     # a `timeout` or a kill ends through the finally blocks: no Xvfb, server or relay left
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -830,14 +868,22 @@ def main(argv: list[str] | None = None) -> None:
         photo = tmp / "photo.png"
         make_photo(photo)
         print(HEADER, flush=True)
-        results = asyncio.run(
-            run_all(args.seconds, display.env, photo, tmp, systems, workloads, link)
-        )
+        tun = None
+        with contextlib.ExitStack() as stack:
+            if args.tun_link and link is not None:
+                tun = stack.enter_context(TunLink.create(*link))
+                tun.congestion = "" if args.pc_tcp == "default" else args.pc_tcp
+                link = None  # the kernel's link instead of the proxy
+            results = asyncio.run(
+                run_all(args.seconds, display.env, photo, tmp, systems, workloads, link, tun)
+            )
     finally:
         display.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     table = HEADER + "\n" + "\n".join(row(r) for r in results)
     report = f"{table}\n\nzgoda ÷ peer:\n\n{ratios(results)}\n"
+    if tun is not None:
+        report += f"\n{tun.report}\n"
     print("\n" + report)
     if args.write:
         args.write.write_text(report)
