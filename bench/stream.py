@@ -387,8 +387,6 @@ class ZgodaViewer(Viewer):
             ZGODA_LANGUAGE="en",
             XDG_CONFIG_HOME=str(tmp / "agent-config"),  # no stray agent.toml
         )
-        if tun is not None and tun.congestion:
-            agent_env["ZGODA_BENCH_TCP_CONGESTION"] = tun.congestion
         command = [sys.executable, "-m", "bench.stream_agent", str(self.session.code)]
         command.append(str(self.samples))
         spawn = subprocess.Popen if tun is None else tun.popen  # the PC, behind the link
@@ -844,9 +842,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--pc-tcp",
-        default="cubic",
-        help="with --tun-link: the agent's TCP congestion control, as the PC's OS would have "
-        "it (Windows: cubic); 'default' keeps this machine's",
+        default="reno",
+        help="with --tun-link: the PC's TCP congestion control, one the kernel allows in a "
+        "namespace (here reno or bbr; Windows' CUBIC is not among them); 'default' keeps "
+        "this machine's",
     )
     args = parser.parse_args(argv)
     if args.link and args.tun_link:
@@ -871,8 +870,8 @@ def main(argv: list[str] | None = None) -> None:
         tun = None
         with contextlib.ExitStack() as stack:
             if args.tun_link and link is not None:
-                tun = stack.enter_context(TunLink.create(*link))
-                tun.congestion = "" if args.pc_tcp == "default" else args.pc_tcp
+                congestion = "" if args.pc_tcp == "default" else args.pc_tcp
+                tun = stack.enter_context(TunLink.create(*link, congestion=congestion))
                 link = None  # the kernel's link instead of the proxy
             results = asyncio.run(
                 run_all(args.seconds, display.env, photo, tmp, systems, workloads, link, tun)

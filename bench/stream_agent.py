@@ -13,8 +13,6 @@ The capture thread only copies (~2 ms): writing 8 MB there stalled every fifth
 frame and the ones behind it, which the benchmark then counted against zgoda.
 The CPU this costs (the copy and the writer thread) is written to
 `SAMPLES_DIR/hook-cpu` so the benchmark can take it out of the agent's figure.
-With `ZGODA_BENCH_TCP_CONGESTION=NAME` (`bench.stream --tun-link` sets `cubic`), this
-process's TCP connections use that congestion control, as the PC's OS would.
 Ends when the session ends, or on SIGTERM.
 """
 
@@ -23,12 +21,10 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import socket
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -85,29 +81,12 @@ class Sampler:
             partial.replace(self.directory / "hook-cpu")
 
 
-def use_congestion_control(name: str) -> None:
-    """Every TCP connection this process opens uses `name` (TCP_CONGESTION, set before
-    connecting). The benchmark's stand-in for the PC's OS: Windows 10 and 11 use
-    CUBIC, where this VM's default is BBR (see `bench.stream`, `--tun-link`)."""
-    connect = socket.socket.connect
-
-    def connect_with(sock: socket.socket, address: Any) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, name.encode())
-        connect(sock, address)
-
-    socket.socket.connect = connect_with  # type: ignore[method-assign,assignment]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     code, samples = parse_code(args[0]), Path(args[1])
-    congestion = os.environ.get("ZGODA_BENCH_TCP_CONGESTION")
-    if congestion:
-        use_congestion_control(congestion)
     runner = SessionRunner(
         load_config(), code, ScriptedUI(ConsentAnswer.VIEW_ONLY), end_hotkey=None
     )
