@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in FIELDS:  # every setting, in the order the docs list them
             print(f"{name} = {getattr(config, name)!r}")
         print(f"# agent endpoint: {config.agent_ws_url}")
+        from agent.h264 import encoders_in_this_build
+
+        # what `auto` may choose from (which of them works is known once probed)
+        print(f"# H.264 encoders in this build: {', '.join(encoders_in_this_build()) or 'none'}")
         return 0
     code = parse_code_argument(args.code) if args.code is not None else ask_for_code()
     if code is None:

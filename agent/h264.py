@@ -100,6 +100,16 @@ def _rate_options(name: str, crf: int, kbit: int | None) -> dict[str, str]:
     }[name]
 
 
+def encoders_in_this_build() -> list[str]:
+    """The `H264_ENCODERS` this PyAV's FFmpeg carries (none without PyAV): what `auto`
+    chooses from. A frozen build that lost FFmpeg's libraries would stream tiles only."""
+    try:
+        import av
+    except ImportError:
+        return []
+    return [name for name in H264_ENCODERS if name in av.codecs_available]
+
+
 def encoder_settings(name: str, crf: int, kbit: int | None) -> tuple[str, dict[str, str]]:
     """What `name` is fed (a pixel format) and its options: fastest preset, no
     B-frames, no lookahead, one access unit out per picture in.

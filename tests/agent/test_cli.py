@@ -182,6 +182,9 @@ def test_config_command_prints_the_effective_configuration(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     assert "org_name = 'Example'" in result.stdout
     assert "video_encoder = 'auto'" in result.stdout
+    assert "# H.264 encoders in this build: h264_nvenc, h264_amf, h264_qsv, libx264" in (
+        result.stdout
+    )
     assert "# agent endpoint: wss://relay.example.com/ws/agent" in result.stdout
 
 

@@ -44,6 +44,10 @@ def test_frozen_agent_reads_its_configuration(agent_msi: BuiltMsi, tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert "relay_url = 'https://relay.example.com'" in result.stdout
     assert f"relay_key = '{RELAY_KEY}'" in result.stdout
+    # the build carries PyAV's FFmpeg, GPU encoders included: without it, no H.264
+    assert "# H.264 encoders in this build: h264_nvenc, h264_amf, h264_qsv, libx264" in (
+        result.stdout
+    )
 
 
 def test_frozen_agent_refuses_a_malformed_relay_key(agent_msi: BuiltMsi, tmp_path: Path) -> None:
