@@ -80,11 +80,11 @@ def _rate_options(name: str, crf: int, kbit: int | None) -> dict[str, str]:
     quality honours the peak rate but drops the buffer, so one frame could be a second
     of the link; they get a VBR aimed at half the cap, peaking at it, with the buffer.
     """
-    buffer = f"{max(10, (kbit or 0) // 10)}k"
+    buffer = max(10, (kbit or 0) // 10)  # kbit
     if name == SOFTWARE_ENCODER:
         params = f"keyint={GOP}:scenecut=0"  # IDRs only when restarted
         if kbit is not None:
-            params += f":vbv-maxrate={kbit}:vbv-bufsize={max(10, kbit // 10)}"
+            params += f":vbv-maxrate={kbit}:vbv-bufsize={buffer}"
         return {"crf": str(crf), "x264-params": params}
     if kbit is None:
         return {
@@ -92,7 +92,7 @@ def _rate_options(name: str, crf: int, kbit: int | None) -> dict[str, str]:
             "h264_amf": {"rc": "cqp", "qp_i": str(crf), "qp_p": str(crf)},
             "h264_qsv": {"global_quality": str(crf)},  # ICQ
         }[name]
-    capped = {"b": f"{max(50, kbit // 2)}k", "maxrate": f"{kbit}k", "bufsize": buffer}
+    capped = {"b": f"{max(50, kbit // 2)}k", "maxrate": f"{kbit}k", "bufsize": f"{buffer}k"}
     return {
         "h264_nvenc": {"rc": "vbr", **capped},
         "h264_amf": {"rc": "vbr_latency", **capped},

@@ -729,12 +729,10 @@ async def run_all(
                 continue
             port = free_port()
             server = start_server(kind, env["DISPLAY"], port, env, tun)
-            slow = SlowLink(port, *link) if link else None
+            slow = SlowLink(port, *link) if link else None  # never with `tun`
+            host = "127.0.0.1" if tun is None else tun.pc_address
             try:
-                if tun is not None:
-                    rfb = RfbViewer(name, server.pid, port, quality, host=tun.pc_address)
-                else:
-                    rfb = RfbViewer(name, server.pid, slow.start() if slow else port, quality)
+                rfb = RfbViewer(name, server.pid, slow.start() if slow else port, quality, host)
                 await each(rfb, rfb.close)
             finally:
                 if slow is not None:
@@ -854,8 +852,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.link or args.tun_link:
         mbit, ms = (float(v) for v in (args.link or args.tun_link).split(","))
         link = (mbit * 1e6 / 8, ms / 1000)
-    if args.tun_link and why_no_tunlink():
-        parser.error(f"--tun-link: {why_no_tunlink()}")
+    reason = why_no_tunlink() if args.tun_link else None
+    if reason:
+        parser.error(f"--tun-link: {reason}")
     workloads = [w for w in args.workloads.split(",") if w in WORKLOADS]
     # a `timeout` or a kill ends through the finally blocks: no Xvfb, server or relay left
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

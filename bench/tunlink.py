@@ -193,8 +193,11 @@ class TunLink:
     def _counters(self, host_ifb: str, pc_ifb: str) -> list[str]:
         """tbf's drops each way and the PC's TCP retransmissions, for the report."""
         notes = []
-        for where, tc in (("PC → host", ("tc",)), ("host → PC", ("tc", "-n", self.namespace))):
-            dev = host_ifb if where == "PC → host" else pc_ifb
+        each_way = (
+            ("PC → host", ("tc",), host_ifb),
+            ("host → PC", ("tc", "-n", self.namespace), pc_ifb),
+        )
+        for where, tc, dev in each_way:
             shown = run(*tc, "-s", "qdisc", "show", "dev", dev, check=False).stdout
             found = re.search(r"dropped (\d+)", shown)
             if found:
